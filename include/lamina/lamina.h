@@ -1,0 +1,10 @@
+/* lamina — Keras-style deep learning in C. One include for everything. */
+#ifndef LAMINA_H
+#define LAMINA_H
+#include <lamina/tensor.h>
+#include <lamina/layers.h>
+#include <lamina/model.h>
+#include <lamina/callbacks.h>
+#include <lamina/train.h>
+#include <lamina/io.h>
+#endif

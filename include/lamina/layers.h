@@ -1,0 +1,193 @@
+/* lamina — layers and symbolic tensors (the functional API).
+ *
+ * Ownership: layers, symbolic tensors and models belong to the session, the way Keras's
+ * objects belong to its global state. They stay valid until lm_session_clear(), which frees
+ * every one of them; user code never frees a layer or a symbolic tensor itself. */
+#ifndef LAMINA_LAYERS_H
+#define LAMINA_LAYERS_H
+
+#include <lamina/tensor.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+typedef struct lm_layer lm_layer;
+typedef struct lm_tensor lm_tensor; /* a symbolic tensor (Keras's KerasTensor) */
+typedef struct lm_model lm_model;
+
+#define LM_MAX_TENSORS 32
+
+/* A list of symbolic tensors, by value: LM_TENSORS(a, b). */
+typedef struct lm_tensors {
+  int n;
+  lm_tensor *t[LM_MAX_TENSORS];
+} lm_tensors;
+#define LM_TENSORS(...)                                                                    \
+  ((lm_tensors){.n = (int)(sizeof((lm_tensor *[]){__VA_ARGS__}) / sizeof(lm_tensor *)),   \
+                .t = {__VA_ARGS__}})
+
+typedef enum lm_activation {
+  LM_LINEAR = 0,
+  LM_RELU,
+  LM_SIGMOID,
+  LM_TANH,
+  LM_SOFTMAX,
+  LM_ELU,
+  LM_SELU,
+  LM_GELU, /* exact (erf) form, Keras's default */
+  LM_SOFTPLUS,
+  LM_SWISH
+} lm_activation;
+
+/* Keras's name of an activation ("relu"), and back; -1 for an unknown name. */
+LM_API const char *lm_activation_name(lm_activation activation);
+LM_API int lm_activation_from_name(const char *name);
+
+typedef enum lm_init_kind {
+  LM_INIT_DEFAULT = 0, /* the layer's Keras default */
+  LM_GLOROT_UNIFORM,
+  LM_GLOROT_NORMAL,
+  LM_HE_UNIFORM,
+  LM_HE_NORMAL,
+  LM_LECUN_UNIFORM,
+  LM_LECUN_NORMAL,
+  LM_ORTHOGONAL,
+  LM_ZEROS,
+  LM_ONES,
+  LM_CONSTANT,
+  LM_RANDOM_UNIFORM,
+  LM_RANDOM_NORMAL,
+  LM_TRUNCATED_NORMAL
+} lm_init_kind;
+
+/* An initializer. a/b: minval/maxval (uniform), mean/stddev (normal), value (constant),
+ * gain (orthogonal); all zero means Keras's defaults for the kind. */
+typedef struct lm_initializer {
+  lm_init_kind kind;
+  double a, b;
+} lm_initializer;
+#define LM_INIT(...) ((lm_initializer){__VA_ARGS__})
+
+/* ---- Input ---- */
+typedef struct lm_input_opts {
+  int lm_opts_; /* keeps LM_OPTS() valid with no options; never set */
+  lm_dtype dtype;
+  const char *name;
+} lm_input_opts;
+/* Input(shape): shape excludes the batch dimension. */
+#define lm_input(...) lm_input_(__VA_ARGS__, )
+#define lm_input_(shape, ...)  lm_input_new((shape), LM_OPTS(lm_input_opts, __VA_ARGS__))
+LM_API lm_tensor *lm_input_new(lm_shape shape, lm_input_opts opts);
+/* The InputLayer itself, for lm_sequential_add. */
+#define lm_input_layer(...) lm_input_layer_(__VA_ARGS__, )
+#define lm_input_layer_(shape, ...)  lm_input_layer_new((shape), LM_OPTS(lm_input_opts, __VA_ARGS__))
+LM_API lm_layer *lm_input_layer_new(lm_shape shape, lm_input_opts opts);
+
+/* ---- Calling layers ---- */
+/* Calls a layer (or a model, through lm_model_layer) on symbolic tensors: records a node
+ * and returns the first output. A failure returns a tensor that carries the error; calls
+ * on it pass the error on, and lm_model_new reports it. */
+LM_API lm_tensor *lm_call_n(lm_layer *layer, lm_tensors inputs);
+/* Every output of the call. */
+LM_API lm_tensors lm_call_outputs(lm_layer *layer, lm_tensors inputs);
+LM_API lm_layer *lm_model_layer(lm_model *model);
+#ifndef __cplusplus
+static inline lm_layer *lm__as_layer(lm_layer *layer) { return layer; }
+#define lm__LAYER(x) _Generic((x), lm_model *: lm_model_layer, default: lm__as_layer)(x)
+#define lm_call(...) lm_call_(__VA_ARGS__, )
+#define lm_call_(layer, ...)  lm_call_n(lm__LAYER(layer), LM_TENSORS(__VA_ARGS__))
+#endif
+
+/* ---- Tensor and layer accessors ---- */
+LM_API lm_shape lm_tensor_shape(const lm_tensor *t); /* batch dim first, LM_NONE if unknown */
+LM_API lm_dtype lm_tensor_dtype(const lm_tensor *t);
+LM_API const char *lm_tensor_name(const lm_tensor *t);
+LM_API lm_status lm_tensor_status(const lm_tensor *t);
+LM_API const char *lm_tensor_error(const lm_tensor *t);
+LM_API const char *lm_layer_name(const lm_layer *layer);
+LM_API const char *lm_layer_class(const lm_layer *layer);
+LM_API lm_status lm_layer_status(const lm_layer *layer);
+LM_API const char *lm_layer_error(const lm_layer *layer);
+LM_API int64_t lm_layer_count_params(const lm_layer *layer);
+LM_API void lm_layer_set_trainable(lm_layer *layer, bool trainable);
+/* The layer's weights in Keras's order (kernel, bias); borrowed, valid while the layer is.
+ * Writing into them changes the layer. NULL past the end or before the layer is built. */
+LM_API lm_array *lm_layer_weight(const lm_layer *layer, int index, const char **name);
+
+/* Frees every layer, tensor and model of the session and restarts automatic names. */
+LM_API void lm_session_clear(void);
+
+/* ---- Core layers ---- */
+typedef struct lm_dense_opts {
+  int lm_opts_; /* keeps LM_OPTS() valid with no options; never set */
+  lm_activation activation;
+  bool no_bias; /* Keras use_bias=False */
+  lm_initializer kernel_initializer, bias_initializer;
+  const char *name;
+} lm_dense_opts;
+#define lm_dense(...) lm_dense_(__VA_ARGS__, )
+#define lm_dense_(units, ...)  lm_dense_new((units), LM_OPTS(lm_dense_opts, __VA_ARGS__))
+LM_API lm_layer *lm_dense_new(int units, lm_dense_opts opts);
+
+typedef struct lm_layer_opts {
+  int lm_opts_; /* keeps LM_OPTS() valid with no options; never set */
+  const char *name;
+} lm_layer_opts;
+#define lm_activation_layer(...) lm_activation_layer_(__VA_ARGS__, )
+#define lm_activation_layer_(activation, ...)                                                 \
+  lm_activation_layer_new((activation), LM_OPTS(lm_layer_opts, __VA_ARGS__))
+LM_API lm_layer *lm_activation_layer_new(lm_activation activation, lm_layer_opts opts);
+
+typedef struct lm_dropout_opts {
+  int lm_opts_; /* keeps LM_OPTS() valid with no options; never set */
+  uint64_t seed; /* 0: drawn from the session seed */
+  const char *name;
+} lm_dropout_opts;
+#define lm_dropout(...) lm_dropout_(__VA_ARGS__, )
+#define lm_dropout_(rate, ...)  lm_dropout_new((rate), LM_OPTS(lm_dropout_opts, __VA_ARGS__))
+LM_API lm_layer *lm_dropout_new(double rate, lm_dropout_opts opts);
+
+#define lm_flatten(...) lm_flatten_new(LM_OPTS(lm_layer_opts, __VA_ARGS__))
+LM_API lm_layer *lm_flatten_new(lm_layer_opts opts);
+/* target_shape excludes the batch dim; one dim may be -1 (inferred). */
+#define lm_reshape(...) lm_reshape_(__VA_ARGS__, )
+#define lm_reshape_(target_shape, ...)  lm_reshape_new((target_shape), LM_OPTS(lm_layer_opts, __VA_ARGS__))
+LM_API lm_layer *lm_reshape_new(lm_shape target_shape, lm_layer_opts opts);
+
+/* ---- Merge layers: layer objects, and the Keras-style functions that call them ---- */
+typedef struct lm_concat_opts {
+  int lm_opts_; /* keeps LM_OPTS() valid with no options; never set */
+  int axis; /* Keras's default -1; 0 (the batch axis) also means -1 */
+  const char *name;
+} lm_concat_opts;
+#define lm_concatenate_layer(...) lm_concatenate_new(LM_OPTS(lm_concat_opts, __VA_ARGS__))
+LM_API lm_layer *lm_concatenate_new(lm_concat_opts opts);
+#define lm_concatenate(...) lm_concatenate_(__VA_ARGS__, )
+#define lm_concatenate_(tensors, ...)  lm_call_n(lm_concatenate_new(LM_OPTS(lm_concat_opts, __VA_ARGS__)), (tensors))
+
+#define lm_add_layer(...) lm_add_new(LM_OPTS(lm_layer_opts, __VA_ARGS__))
+#define lm_subtract_layer(...) lm_subtract_new(LM_OPTS(lm_layer_opts, __VA_ARGS__))
+#define lm_multiply_layer(...) lm_multiply_new(LM_OPTS(lm_layer_opts, __VA_ARGS__))
+#define lm_average_layer(...) lm_average_new(LM_OPTS(lm_layer_opts, __VA_ARGS__))
+#define lm_maximum_layer(...) lm_maximum_new(LM_OPTS(lm_layer_opts, __VA_ARGS__))
+LM_API lm_layer *lm_add_new(lm_layer_opts opts);
+LM_API lm_layer *lm_subtract_new(lm_layer_opts opts);
+LM_API lm_layer *lm_multiply_new(lm_layer_opts opts);
+LM_API lm_layer *lm_average_new(lm_layer_opts opts);
+LM_API lm_layer *lm_maximum_new(lm_layer_opts opts);
+#define lm_add(...) lm_add_(__VA_ARGS__, )
+#define lm_add_(tensors, ...)  lm_call_n(lm_add_new(LM_OPTS(lm_layer_opts, __VA_ARGS__)), (tensors))
+#define lm_subtract(...) lm_subtract_(__VA_ARGS__, )
+#define lm_subtract_(tensors, ...)  lm_call_n(lm_subtract_new(LM_OPTS(lm_layer_opts, __VA_ARGS__)), (tensors))
+#define lm_multiply(...) lm_multiply_(__VA_ARGS__, )
+#define lm_multiply_(tensors, ...)  lm_call_n(lm_multiply_new(LM_OPTS(lm_layer_opts, __VA_ARGS__)), (tensors))
+#define lm_average(...) lm_average_(__VA_ARGS__, )
+#define lm_average_(tensors, ...)  lm_call_n(lm_average_new(LM_OPTS(lm_layer_opts, __VA_ARGS__)), (tensors))
+#define lm_maximum(...) lm_maximum_(__VA_ARGS__, )
+#define lm_maximum_(tensors, ...)  lm_call_n(lm_maximum_new(LM_OPTS(lm_layer_opts, __VA_ARGS__)), (tensors))
+
+#ifdef __cplusplus
+}
+#endif
+#endif

@@ -1,0 +1,179 @@
+/* Core layers: Input, Dense, Activation, Dropout, Flatten, Reshape. */
+#include "model/internal.h"
+
+/* ---- InputLayer ---- */
+static const lm_layer_vt input_vt = {.class_name = "InputLayer", .prefix = "input", .one_based = true};
+
+bool lm__is_input_layer(const lm_layer *layer) { return layer->vt == &input_vt; }
+
+lm_layer *lm_input_layer_new(lm_shape shape, lm_input_opts opts) {
+  if (shape.rank < 0 || shape.rank + 1 > LM_MAX_RANK)
+    return lm__layer_error("InputLayer", LM_ERROR_SHAPE, "Input: rank %d is outside 0..%d", shape.rank,
+                           LM_MAX_RANK - 1);
+  for (int i = 0; i < shape.rank; i++)
+    if (shape.dim[i] == 0 || shape.dim[i] < LM_NONE)
+      return lm__layer_error("InputLayer", LM_ERROR_SHAPE, "Input: dimension %d is %lld; use a positive size or LM_NONE",
+                             i, (long long)shape.dim[i]);
+  if (opts.dtype != LM_FLOAT32 && opts.dtype != LM_INT32)
+    return lm__layer_error("InputLayer", LM_ERROR_VALUE, "Input: unknown dtype %d", (int)opts.dtype);
+  lm_layer *layer = lm__layer_new(sizeof(lm_layer), &input_vt, opts.name);
+  lm_node *node = lm__calloc(1, sizeof *node);
+  lm_tensor *t = lm__calloc(1, sizeof *t);
+  if (node) node->outputs = lm__calloc(1, sizeof *node->outputs);
+  if (!layer || !t || !node || !node->outputs ||
+      lm__grow(&layer->nodes, &layer->cap_nodes, 1, sizeof *layer->nodes)) {
+    if (node) free(node->outputs);
+    free(node);
+    free(t);
+    if (layer) lm__fail(&layer->err, LM_ERROR_MEMORY, "Input: out of memory");
+    return layer;
+  }
+  t->shape.rank = shape.rank + 1;
+  t->shape.dim[0] = LM_NONE;
+  for (int i = 0; i < shape.rank; i++) t->shape.dim[i + 1] = shape.dim[i];
+  t->dtype = opts.dtype;
+  t->node = node;
+  lm__session_track_tensor(t);
+  node->layer = layer;
+  node->n_out = 1;
+  node->outputs[0] = t;
+  layer->nodes[layer->n_nodes++] = node;
+  layer->built = true;
+  return layer;
+}
+
+lm_tensor *lm_input_new(lm_shape shape, lm_input_opts opts) {
+  lm_layer *layer = lm_input_layer_new(shape, opts);
+  if (layer->err.code) return lm__tensor_error(&layer->err);
+  return layer->nodes[0]->outputs[0];
+}
+
+/* ---- Dense ---- */
+typedef struct dense_layer {
+  lm_layer base;
+  int units;
+  lm_dense_opts opts;
+} dense_layer;
+
+static lm_status dense_build(lm_layer *layer, const lm_shape *in, const lm_dtype *dt, int n) {
+  dense_layer *d = (dense_layer *)layer;
+  char buf[96];
+  if (in[0].rank < 2 || in[0].dim[in[0].rank - 1] < 0)
+    return lm__fail(&layer->err, LM_ERROR_SHAPE,
+                    "Layer \"%s\" (Dense): the last dimension of the inputs should be defined, got input shape %s",
+                    layer->name, lm_shape_format(in[0], buf, sizeof buf));
+  int64_t features = in[0].dim[in[0].rank - 1];
+  if (!lm__layer_add_weight(layer, "kernel", LM_SHAPE(features, d->units), d->opts.kernel_initializer,
+                            LM_GLOROT_UNIFORM, true))
+    return layer->err.code;
+  if (!d->opts.no_bias &&
+      !lm__layer_add_weight(layer, "bias", LM_SHAPE(d->units), d->opts.bias_initializer, LM_ZEROS, true))
+    return layer->err.code;
+  return LM_OK;
+}
+
+static int dense_emit(lm_layer *layer, lm_graph *g, const int *in, int n, int *out) {
+  int args[3] = {in[0], lm__graph_param(g, layer->weights[0]), -1};
+  int n_args = 2;
+  if (layer->n_weights > 1) args[n_args++] = lm__graph_param(g, layer->weights[1]);
+  int z = lm__emit(g, &lm__op_dense, args, n_args, NULL);
+  if (z >= 0 && layer->activation != LM_LINEAR)
+    z = lm__emit(g, &lm__op_activation, &z, 1, &(lm_attrs){.i = {layer->activation}});
+  out[0] = z;
+  return z < 0 ? -1 : 1;
+}
+
+static const lm_layer_vt dense_vt = {.class_name = "Dense", .prefix = "dense", .build = dense_build, .emit = dense_emit, .arity = 1};
+
+lm_layer *lm_dense_new(int units, lm_dense_opts opts) {
+  if (units <= 0)
+    return lm__layer_error("Dense", LM_ERROR_VALUE,
+                           "Dense: received an invalid value for `units`, expected a positive integer, got %d", units);
+  if ((unsigned)opts.activation > LM_SWISH)
+    return lm__layer_error("Dense", LM_ERROR_VALUE, "Dense: unknown activation %d", (int)opts.activation);
+  dense_layer *d = (dense_layer *)lm__layer_new(sizeof *d, &dense_vt, opts.name);
+  if (!d) return NULL;
+  d->units = units;
+  d->opts = opts;
+  d->base.activation = opts.activation;
+  return &d->base;
+}
+
+/* ---- Activation ---- */
+static int activation_emit(lm_layer *layer, lm_graph *g, const int *in, int n, int *out) {
+  out[0] = lm__emit(g, &lm__op_activation, in, 1, &(lm_attrs){.i = {layer->activation}});
+  return out[0] < 0 ? -1 : 1;
+}
+
+static const lm_layer_vt activation_vt = {.class_name = "Activation", .prefix = "activation", .emit = activation_emit, .arity = 1};
+
+lm_layer *lm_activation_layer_new(lm_activation activation, lm_layer_opts opts) {
+  if ((unsigned)activation > LM_SWISH)
+    return lm__layer_error("Activation", LM_ERROR_VALUE, "Activation: unknown activation %d", (int)activation);
+  lm_layer *layer = lm__layer_new(sizeof(lm_layer), &activation_vt, opts.name);
+  if (layer) layer->activation = activation;
+  return layer;
+}
+
+/* ---- Dropout ---- */
+typedef struct dropout_layer {
+  lm_layer base;
+  double rate;
+  uint64_t seed;
+} dropout_layer;
+
+static int dropout_emit(lm_layer *layer, lm_graph *g, const int *in, int n, int *out) {
+  dropout_layer *d = (dropout_layer *)layer;
+  lm_attrs a = {.i = {(int64_t)d->seed}, .f = {(float)d->rate}};
+  int outs[2];
+  if (lm__graph_op(g, &lm__op_dropout, in, 1, &a, outs)) return -1;
+  out[0] = outs[0];
+  return 1;
+}
+
+static const lm_layer_vt dropout_vt = {.class_name = "Dropout", .prefix = "dropout", .emit = dropout_emit, .arity = 1};
+
+lm_layer *lm_dropout_new(double rate, lm_dropout_opts opts) {
+  if (!(rate >= 0 && rate < 1))
+    return lm__layer_error("Dropout", LM_ERROR_VALUE,
+                           "Dropout: invalid value received for argument `rate`, expected a float value "
+                           "between 0 and 1, got %g",
+                           rate);
+  dropout_layer *d = (dropout_layer *)lm__layer_new(sizeof *d, &dropout_vt, opts.name);
+  if (!d) return NULL;
+  d->rate = rate;
+  /* Drawn now, so that the stream follows lm_set_seed and the layer's creation order. */
+  d->seed = opts.seed ? opts.seed : lm__rng_next(lm__global_rng()) >> 1;
+  return &d->base;
+}
+
+/* ---- Flatten and Reshape ---- */
+typedef struct reshape_layer {
+  lm_layer base;
+  lm_shape target;
+} reshape_layer;
+
+static int reshape_emit(lm_layer *layer, lm_graph *g, const int *in, int n, int *out) {
+  reshape_layer *r = (reshape_layer *)layer;
+  lm_attrs a = {.i = {r->target.rank}};
+  for (int i = 0; i < r->target.rank; i++) a.i[1 + i] = r->target.dim[i];
+  out[0] = lm__emit(g, &lm__op_reshape, in, 1, &a);
+  return out[0] < 0 ? -1 : 1;
+}
+
+static const lm_layer_vt flatten_vt = {.class_name = "Flatten", .prefix = "flatten", .emit = reshape_emit, .arity = 1};
+static const lm_layer_vt reshape_vt = {.class_name = "Reshape", .prefix = "reshape", .emit = reshape_emit, .arity = 1};
+
+lm_layer *lm_flatten_new(lm_layer_opts opts) {
+  reshape_layer *r = (reshape_layer *)lm__layer_new(sizeof *r, &flatten_vt, opts.name);
+  if (r) r->target = LM_SHAPE(-1);
+  return &r->base;
+}
+
+lm_layer *lm_reshape_new(lm_shape target, lm_layer_opts opts) {
+  if (target.rank < 1 || target.rank > 7)
+    return lm__layer_error("Reshape", LM_ERROR_SHAPE, "Reshape: target rank %d is outside 1..7", target.rank);
+  reshape_layer *r = (reshape_layer *)lm__layer_new(sizeof *r, &reshape_vt, opts.name);
+  if (r) r->target = target;
+  return &r->base;
+}

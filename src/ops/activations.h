@@ -1,0 +1,13 @@
+/* Activation kernels over [rows, cols] buffers (softmax normalizes each row). */
+#ifndef LAMINA_ACTIVATIONS_H
+#define LAMINA_ACTIVATIONS_H
+
+#include "core/core.h"
+#include <lamina/layers.h>
+
+LM_INTERNAL void lm__act_forward(lm_activation act, const float *x, float *y, int64_t rows, int64_t cols);
+/* dx += dy * act'(x), using whichever of x and y is cheaper. */
+LM_INTERNAL void lm__act_backward(lm_activation act, const float *x, const float *y, const float *dy,
+                                  float *dx, int64_t rows, int64_t cols);
+
+#endif

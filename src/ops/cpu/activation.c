@@ -1,0 +1,157 @@
+#include "graph/graph.h"
+#include "ops/activations.h"
+#include <math.h>
+
+static const float SELU_ALPHA = 1.67326324235437728481f, SELU_SCALE = 1.05070098735548049342f;
+
+static float sigmoidf(float x) {
+  return x >= 0 ? 1.0f / (1.0f + expf(-x)) : expf(x) / (1.0f + expf(x));
+}
+
+void lm__act_forward(lm_activation act, const float *x, float *y, int64_t rows, int64_t cols) {
+  int64_t n = rows * cols;
+  switch (act) {
+  case LM_LINEAR:
+    if (y != x) memcpy(y, x, (size_t)n * sizeof *y);
+    break;
+  case LM_RELU:
+    for (int64_t i = 0; i < n; i++) y[i] = x[i] > 0 ? x[i] : 0;
+    break;
+  case LM_SIGMOID:
+    for (int64_t i = 0; i < n; i++) y[i] = sigmoidf(x[i]);
+    break;
+  case LM_TANH:
+    for (int64_t i = 0; i < n; i++) y[i] = tanhf(x[i]);
+    break;
+  case LM_ELU:
+    for (int64_t i = 0; i < n; i++) y[i] = x[i] > 0 ? x[i] : expm1f(x[i]);
+    break;
+  case LM_SELU:
+    for (int64_t i = 0; i < n; i++) y[i] = SELU_SCALE * (x[i] > 0 ? x[i] : SELU_ALPHA * expm1f(x[i]));
+    break;
+  case LM_GELU:
+    for (int64_t i = 0; i < n; i++) y[i] = 0.5f * x[i] * (1.0f + erff(x[i] * (float)M_SQRT1_2));
+    break;
+  case LM_SOFTPLUS:
+    for (int64_t i = 0; i < n; i++) y[i] = fmaxf(x[i], 0) + log1pf(expf(-fabsf(x[i])));
+    break;
+  case LM_SWISH:
+    for (int64_t i = 0; i < n; i++) y[i] = x[i] * sigmoidf(x[i]);
+    break;
+  case LM_SOFTMAX:
+    for (int64_t r = 0; r < rows; r++) {
+      const float *xr = x + r * cols;
+      float *yr = y + r * cols;
+      float mx = xr[0], sum = 0;
+      for (int64_t c = 1; c < cols; c++) mx = fmaxf(mx, xr[c]);
+      for (int64_t c = 0; c < cols; c++) sum += yr[c] = expf(xr[c] - mx);
+      float inv = 1.0f / sum;
+      for (int64_t c = 0; c < cols; c++) yr[c] *= inv;
+    }
+    break;
+  }
+}
+
+void lm__act_backward(lm_activation act, const float *x, const float *y, const float *dy, float *dx,
+                      int64_t rows, int64_t cols) {
+  int64_t n = rows * cols;
+  switch (act) {
+  case LM_LINEAR:
+    for (int64_t i = 0; i < n; i++) dx[i] += dy[i];
+    break;
+  case LM_RELU:
+    for (int64_t i = 0; i < n; i++) dx[i] += x[i] > 0 ? dy[i] : 0;
+    break;
+  case LM_SIGMOID:
+    for (int64_t i = 0; i < n; i++) dx[i] += dy[i] * y[i] * (1 - y[i]);
+    break;
+  case LM_TANH:
+    for (int64_t i = 0; i < n; i++) dx[i] += dy[i] * (1 - y[i] * y[i]);
+    break;
+  case LM_ELU:
+    for (int64_t i = 0; i < n; i++) dx[i] += dy[i] * (x[i] > 0 ? 1 : y[i] + 1);
+    break;
+  case LM_SELU:
+    for (int64_t i = 0; i < n; i++) dx[i] += dy[i] * (x[i] > 0 ? SELU_SCALE : y[i] + SELU_SCALE * SELU_ALPHA);
+    break;
+  case LM_GELU:
+    for (int64_t i = 0; i < n; i++) {
+      float cdf = 0.5f * (1.0f + erff(x[i] * (float)M_SQRT1_2));
+      float pdf = expf(-0.5f * x[i] * x[i]) * (float)(0.5 * M_2_SQRTPI * M_SQRT1_2);
+      dx[i] += dy[i] * (cdf + x[i] * pdf);
+    }
+    break;
+  case LM_SOFTPLUS:
+    for (int64_t i = 0; i < n; i++) dx[i] += dy[i] * sigmoidf(x[i]);
+    break;
+  case LM_SWISH:
+    for (int64_t i = 0; i < n; i++) {
+      float s = sigmoidf(x[i]);
+      dx[i] += dy[i] * (s + x[i] * s * (1 - s));
+    }
+    break;
+  case LM_SOFTMAX:
+    for (int64_t r = 0; r < rows; r++) {
+      const float *yr = y + r * cols, *dyr = dy + r * cols;
+      float *dxr = dx + r * cols;
+      float dot = 0;
+      for (int64_t c = 0; c < cols; c++) dot += dyr[c] * yr[c];
+      for (int64_t c = 0; c < cols; c++) dxr[c] += yr[c] * (dyr[c] - dot);
+    }
+    break;
+  }
+}
+
+static const char *const ACT_NAMES[] = {"linear", "relu", "sigmoid", "tanh", "softmax",
+                                        "elu", "selu", "gelu", "softplus", "swish"};
+
+const char *lm_activation_name(lm_activation act) {
+  return (unsigned)act < sizeof ACT_NAMES / sizeof *ACT_NAMES ? ACT_NAMES[act] : "unknown";
+}
+
+int lm_activation_from_name(const char *name) {
+  if (!name) return -1;
+  for (int i = 0; i < (int)(sizeof ACT_NAMES / sizeof *ACT_NAMES); i++)
+    if (!strcmp(name, ACT_NAMES[i])) return i;
+  if (!strcmp(name, "silu")) return LM_SWISH;
+  return -1;
+}
+
+/* Activation op: attrs i0 = activation. Softmax normalizes the last axis. */
+static lm_status act_shape(const lm_attrs *a, const lm_shape *in, const lm_dtype *dt, int n, lm_shape *out,
+                           lm_dtype *odt, char *err, size_t len) {
+  if (dt[0] != LM_FLOAT32) {
+    snprintf(err, len, "activation %s needs float32 input, got int32", lm_activation_name((lm_activation)a->i[0]));
+    return LM_ERROR_VALUE;
+  }
+  if (in[0].rank < 1) {
+    snprintf(err, len, "activation needs at least one dimension");
+    return LM_ERROR_SHAPE;
+  }
+  out[0] = in[0];
+  odt[0] = LM_FLOAT32;
+  return LM_OK;
+}
+
+static void act_rows(lm_plan *p, const lm_opnode *node, int64_t *rows, int64_t *cols) {
+  lm_shape s = p->shapes[node->in[0]];
+  *cols = s.dim[s.rank - 1];
+  *rows = *cols ? lm_shape_size(s) / *cols : 0;
+}
+
+static void act_fwd(lm_plan *p, const lm_opnode *node) {
+  int64_t rows, cols;
+  act_rows(p, node, &rows, &cols);
+  lm__act_forward((lm_activation)node->a.i[0], lm__f(p, node->in[0]), lm__f(p, node->out[0]), rows, cols);
+}
+
+static void act_bwd(lm_plan *p, const lm_opnode *node) {
+  float *dx = lm__g(p, node->in[0]);
+  if (!dx) return;
+  int64_t rows, cols;
+  act_rows(p, node, &rows, &cols);
+  lm__act_backward((lm_activation)node->a.i[0], lm__f(p, node->in[0]), lm__f(p, node->out[0]),
+                   lm__g(p, node->out[0]), dx, rows, cols);
+}
+
+const lm_op_def lm__op_activation = {"activation", 1, act_shape, act_fwd, act_bwd, 0};

@@ -1,0 +1,72 @@
+/* Dense: y = x W + b over the last axis of x, through BLAS. */
+#include "graph/graph.h"
+#include <cblas.h>
+
+static lm_status dense_shape(const lm_attrs *a, const lm_shape *in, const lm_dtype *dt, int n, lm_shape *out,
+                             lm_dtype *odt, char *err, size_t len) {
+  char b1[96], b2[96];
+  if (dt[0] != LM_FLOAT32) {
+    snprintf(err, len, "Dense needs float32 input, got int32 (add an Embedding or convert the data)");
+    return LM_ERROR_VALUE;
+  }
+  if (in[0].rank < 2) {
+    snprintf(err, len, "Dense needs an input of rank >= 2 (batch, features), got %s",
+             lm_shape_format(in[0], b1, sizeof b1));
+    return LM_ERROR_SHAPE;
+  }
+  int64_t features = in[0].dim[in[0].rank - 1];
+  if (in[1].rank != 2 || features != in[1].dim[0]) {
+    snprintf(err, len, "the last axis of the input (%lld) does not match the kernel %s",
+             (long long)features, lm_shape_format(in[1], b2, sizeof b2));
+    return LM_ERROR_SHAPE;
+  }
+  if (n == 3 && (in[2].rank != 1 || in[2].dim[0] != in[1].dim[1])) {
+    snprintf(err, len, "bias %s does not match kernel %s", lm_shape_format(in[2], b1, sizeof b1),
+             lm_shape_format(in[1], b2, sizeof b2));
+    return LM_ERROR_SHAPE;
+  }
+  out[0] = in[0];
+  out[0].dim[out[0].rank - 1] = in[1].dim[1];
+  odt[0] = LM_FLOAT32;
+  return LM_OK;
+}
+
+static void dense_dims(lm_plan *p, const lm_opnode *node, int *rows, int *k, int *units) {
+  lm_shape w = p->shapes[node->in[1]];
+  *k = (int)w.dim[0];
+  *units = (int)w.dim[1];
+  *rows = (int)(lm__n(p, node->in[0]) / (*k ? *k : 1));
+}
+
+static void dense_fwd(lm_plan *p, const lm_opnode *node) {
+  int rows, k, units;
+  dense_dims(p, node, &rows, &k, &units);
+  float *y = lm__f(p, node->out[0]);
+  float beta = 0;
+  if (node->n_in == 3) {
+    const float *b = lm__f(p, node->in[2]);
+    for (int r = 0; r < rows; r++) memcpy(y + (size_t)r * units, b, (size_t)units * sizeof *y);
+    beta = 1;
+  }
+  cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, rows, units, k, 1.0f, lm__f(p, node->in[0]), k,
+              lm__f(p, node->in[1]), units, beta, y, units);
+}
+
+static void dense_bwd(lm_plan *p, const lm_opnode *node) {
+  int rows, k, units;
+  dense_dims(p, node, &rows, &k, &units);
+  const float *dy = lm__g(p, node->out[0]);
+  float *dx = lm__g(p, node->in[0]), *dw = lm__g(p, node->in[1]);
+  if (dx)
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, rows, k, units, 1.0f, dy, units, lm__f(p, node->in[1]),
+                units, 1.0f, dx, k);
+  if (dw)
+    cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, k, units, rows, 1.0f, lm__f(p, node->in[0]), k, dy,
+                units, 1.0f, dw, units);
+  float *db = node->n_in == 3 ? lm__g(p, node->in[2]) : NULL;
+  if (db)
+    for (int r = 0; r < rows; r++)
+      for (int u = 0; u < units; u++) db[u] += dy[(size_t)r * units + u];
+}
+
+const lm_op_def lm__op_dense = {"dense", 1, dense_shape, dense_fwd, dense_bwd, 0};

@@ -1,0 +1,560 @@
+/* fit / evaluate / predict: feeding arrays by position or name, batching, the training step,
+ * running logs, validation, callbacks and the progress bar. */
+#include "train/progbar.h"
+#include "train/train.h"
+#include <math.h>
+
+/* ---- Feeds: the user's arrays, in model input (or output) order ---- */
+typedef struct feeds {
+  int n;
+  const lm_array *a[LM_MAX_TENSORS];
+  int64_t samples;
+} feeds;
+
+static const char *io_name(const lm_model *m, int output, int i) {
+  return (output ? m->outputs[i] : m->inputs[i])->node->layer->name;
+}
+
+static void io_list(const lm_model *m, int output, char *buf, size_t len) {
+  size_t at = 0;
+  int n = output ? m->n_outputs : m->n_inputs;
+  buf[0] = 0;
+  for (int i = 0; i < n && at < len; i++) at += (size_t)snprintf(buf + at, len - at, "%s'%s'", i ? ", " : "", io_name(m, output, i));
+}
+
+static int resolve(const lm_model *m, const char *fn, const char *what, const lm_feed *f, int output, feeds *out) {
+  int n = output ? m->n_outputs : m->n_inputs;
+  char names[512];
+  io_list(m, output, names, sizeof names);
+  memset(out, 0, sizeof *out);
+  out->n = n;
+  if (!f->by_name) {
+    if (f->n != n) {
+      lm__fail(NULL, LM_ERROR_VALUE, "%s: model \"%s\" has %d %s [%s], but %s holds %d array(s)", fn, m->base.name, n,
+               output ? "output(s)" : "input(s)", names, what, f->n);
+      return -1;
+    }
+    for (int i = 0; i < n; i++) out->a[i] = f->item[i];
+  } else {
+    for (int k = 0; k < f->n; k++) {
+      const char *name = f->item[2 * k];
+      int i = 0;
+      while (i < n && (!name || strcmp(io_name(m, output, i), name))) i++;
+      if (i == n) {
+        lm__fail(NULL, LM_ERROR_NAME, "%s: %s names '%s', but model \"%s\" has no %s of that name; they are [%s]", fn, what,
+                 name ? name : "(null)", m->base.name, output ? "output" : "input", names);
+        return -1;
+      }
+      out->a[i] = f->item[2 * k + 1];
+    }
+  }
+  for (int i = 0; i < n; i++) {
+    const lm_array *a = out->a[i];
+    const lm_tensor *t = output ? m->outputs[i] : m->inputs[i];
+    char want[96], got[96];
+    if (!a) {
+      lm__fail(NULL, LM_ERROR_VALUE, "%s: no array was fed for %s '%s'", fn, output ? "output" : "input", io_name(m, output, i));
+      return -1;
+    }
+    if (a->shape.rank < 1 || a->size == 0) {
+      lm__fail(NULL, LM_ERROR_SHAPE, "%s: the array for '%s' is empty or has no batch axis", fn, io_name(m, output, i));
+      return -1;
+    }
+    int ok = 1;
+    if (!output) {
+      ok = a->shape.rank == t->shape.rank;
+      for (int d = 1; ok && d < t->shape.rank; d++) ok = t->shape.dim[d] < 0 || t->shape.dim[d] == a->shape.dim[d];
+    }
+    if (!ok) {
+      lm__fail(NULL, LM_ERROR_SHAPE, "%s: input '%s' of model \"%s\" expects shape %s, but was fed an array of shape %s", fn,
+               io_name(m, output, i), m->base.name, lm_shape_format(t->shape, want, sizeof want),
+               lm_shape_format(a->shape, got, sizeof got));
+      return -1;
+    }
+    if (i == 0) out->samples = a->shape.dim[0];
+    else if (a->shape.dim[0] != out->samples) {
+      lm__fail(NULL, LM_ERROR_SHAPE, "%s: data cardinality is ambiguous: %s array '%s' holds %lld samples, '%s' holds %lld", fn,
+               what, io_name(m, output, 0), (long long)out->samples, io_name(m, output, i), (long long)a->shape.dim[0]);
+      return -1;
+    }
+  }
+  return 0;
+}
+
+static int check_targets(const lm_model *m, const lm_compiled *c, const char *fn, const feeds *y) {
+  for (int o = 0; o < m->n_outputs; o++) {
+    lm_shape ps = m->outputs[o]->shape, ts = y->a[o]->shape;
+    char a[96], b[96];
+    int ok;
+    if (c->loss[o].kind == LM_LOSS_SPARSE_CATEGORICAL_CE) ok = ts.rank == 1 || (ts.rank == 2 && ts.dim[1] == 1);
+    else {
+      ok = ts.rank == ps.rank;
+      for (int d = 1; ok && d < ps.rank; d++) ok = ps.dim[d] < 0 || ps.dim[d] == ts.dim[d];
+    }
+    if (!ok) {
+      lm__fail(NULL, LM_ERROR_SHAPE, "%s: the target for output '%s' has shape %s, which does not fit the output %s and loss %s",
+               fn, io_name(m, 1, o), lm_shape_format(ts, a, sizeof a), lm_shape_format(ps, b, sizeof b), c->loss_name[o]);
+      return -1;
+    }
+  }
+  return 0;
+}
+
+/* ---- Programs and plans ---- */
+
+static lm_program *program_new(lm_model *m, lm_compiled *c, const feeds *y) {
+  lm_program *p = lm__calloc(1, sizeof *p);
+  if (!p || !(p->g = lm__graph_new())) {
+    free(p);
+    return NULL;
+  }
+  lm_graph *g = p->g;
+  p->n_in = m->n_inputs;
+  p->n_out = m->n_outputs;
+  p->total = -1;
+  for (int i = 0; i < m->n_inputs; i++) p->in[i] = lm__graph_input(g, LM_VALUE_INPUT, m->inputs[i]->dtype, m->inputs[i]->shape);
+  if (lm__model_emit(m, g, p->in, p->out) < 0) goto fail;
+  if (y) {
+    for (int o = 0; o < m->n_outputs; o++) {
+      lm_shape ts = y->a[o]->shape;
+      ts.dim[0] = LM_NONE;
+      p->target_shapes[o] = ts;
+      p->target[o] = lm__graph_input(g, LM_VALUE_TARGET, LM_FLOAT32, ts);
+      lm_attrs a = {.i = {c->loss[o].kind, c->loss[o].from_logits}, .f = {c->loss[o].huber_delta}};
+      int outs[2];
+      g->who = io_name(m, 1, o);
+      if (lm__graph_op(g, &lm__op_loss, (int[]){p->out[o], p->target[o]}, 2, &a, outs)) goto fail;
+      p->loss[o] = outs[0];
+    }
+    g->who = "loss";
+    p->total = lm__emit(g, &lm__op_weighted_sum, p->loss, m->n_outputs, &(lm_attrs){.p = c->loss_weight});
+    if (p->total < 0) goto fail;
+  }
+  if (g->err.code) goto fail;
+  p->slot_of = lm__calloc((size_t)g->n_vals, sizeof *p->slot_of);
+  if (!p->slot_of) goto fail;
+  for (int v = 0; v < g->n_vals; v++) p->slot_of[v] = -1;
+  return p;
+fail:
+  lm__fail(NULL, g->err.code ? g->err.code : LM_ERROR_MEMORY, "%s", g->err.code ? g->err.msg : "out of memory");
+  lm__program_free(p);
+  return NULL;
+}
+
+/* The optimizer keeps slots per weight; programs map their parameter values onto them. */
+static int bind_slots(lm_compiled *c, lm_program *p) {
+  for (int v = 0; v < p->g->n_vals; v++) {
+    if (p->g->vals[v].kind != LM_VALUE_PARAM) continue;
+    lm_weight *w = p->g->vals[v].weight;
+    int k = 0;
+    while (k < c->n_weights && c->weights[k] != w) k++;
+    if (k == c->n_weights) {
+      int cap = c->cap_weights;
+      if (lm__grow(&c->weights, &c->cap_weights, k + 1, sizeof *c->weights)) return -1;
+      if (c->cap_weights != cap) {
+        float **slots = lm__realloc(c->slots, (size_t)(c->cap_weights * (c->n_slots ? c->n_slots : 1)) * sizeof *slots);
+        if (!slots) return -1;
+        c->slots = slots;
+      }
+      for (int s = 0; s < c->n_slots; s++) {
+        float *buf = lm__alloc_floats(w->value->size);
+        if (!buf) return -1;
+        c->slots[k * c->n_slots + s] = buf;
+      }
+      lm__optimizer_init_slots(c->opt, c->slots + k * c->n_slots, w->value->size);
+      c->weights[k] = w;
+      c->n_weights++;
+    }
+    p->slot_of[v] = k;
+  }
+  return 0;
+}
+
+static lm_plan *get_plan(lm_program *p, int training, const feeds *x, const feeds *y, int64_t rows) {
+  lm_shape *shapes = lm__calloc((size_t)p->g->n_vals, sizeof *shapes);
+  if (!shapes) return NULL;
+  for (int i = 0; i < p->n_in; i++) {
+    shapes[p->in[i]] = x->a[i]->shape;
+    shapes[p->in[i]].dim[0] = rows;
+  }
+  for (int o = 0; y && o < p->n_out; o++) {
+    shapes[p->target[o]] = y->a[o]->shape;
+    shapes[p->target[o]].dim[0] = rows;
+  }
+  for (int s = 0; s < LM_PLAN_CACHE; s++) {
+    lm_plan *plan = p->cache[s].plan;
+    if (!plan || p->cache[s].training != training) continue;
+    int same = 1;
+    for (int i = 0; same && i < p->n_in; i++) same = lm__shape_equal(plan->shapes[p->in[i]], shapes[p->in[i]]);
+    for (int o = 0; same && y && o < p->n_out; o++) same = lm__shape_equal(plan->shapes[p->target[o]], shapes[p->target[o]]);
+    if (same) {
+      free(shapes);
+      return plan;
+    }
+  }
+  lm_plan *plan = lm__plan_new(p->g, shapes, training, training ? p->total : -1);
+  free(shapes);
+  if (!plan) return NULL;
+  if (plan->err.code) {
+    lm__fail(NULL, plan->err.code, "%s", plan->err.msg);
+    lm__plan_free(plan);
+    return NULL;
+  }
+  int s = p->next_slot;
+  p->next_slot = (s + 1) % LM_PLAN_CACHE;
+  lm__plan_free(p->cache[s].plan);
+  p->cache[s].plan = plan;
+  p->cache[s].training = training;
+  return plan;
+}
+
+static void drop_plans(lm_program *p) {
+  for (int s = 0; p && s < LM_PLAN_CACHE; s++) {
+    lm__plan_free(p->cache[s].plan);
+    p->cache[s].plan = NULL;
+  }
+}
+
+/* Copies samples idx[0..rows) of a into the plan buffer, converting the dtype if needed. */
+static void gather(void *dst, lm_dtype dst_type, const lm_array *a, const int64_t *idx, int64_t rows) {
+  int64_t per = a->size / a->shape.dim[0];
+  for (int64_t r = 0; r < rows; r++) {
+    const char *src = (const char *)a->data + idx[r] * per * 4;
+    char *d = (char *)dst + r * per * 4;
+    if (a->dtype == dst_type) memcpy(d, src, (size_t)per * 4);
+    else if (dst_type == LM_FLOAT32)
+      for (int64_t i = 0; i < per; i++) ((float *)d)[i] = (float)((const int32_t *)src)[i];
+    else
+      for (int64_t i = 0; i < per; i++) ((int32_t *)d)[i] = (int32_t)((const float *)src)[i];
+  }
+}
+
+static void feed_batch(lm_plan *plan, const lm_program *p, const feeds *x, const feeds *y, const int64_t *idx, int64_t rows) {
+  for (int i = 0; i < p->n_in; i++) gather(plan->data[p->in[i]], p->g->vals[p->in[i]].dtype, x->a[i], idx, rows);
+  for (int o = 0; y && o < p->n_out; o++) gather(plan->data[p->target[o]], LM_FLOAT32, y->a[o], idx, rows);
+}
+
+/* ---- Logs and metrics of a pass over data ---- */
+typedef struct tracker {
+  double loss, out_loss[LM_MAX_OUTPUTS], seen;
+  lm_metric metrics[LM_MAX_OUTPUTS][LM_MAX_METRICS_PER_OUTPUT];
+} tracker;
+
+static void tracker_reset(tracker *t, const lm_model *m, const lm_compiled *c) {
+  t->loss = t->seen = 0;
+  for (int o = 0; o < m->n_outputs; o++) {
+    t->out_loss[o] = 0;
+    int64_t cols = lm__dims_product(&m->outputs[o]->shape, 1, m->outputs[o]->shape.rank);
+    for (int k = 0; k < c->n_metrics[o]; k++) lm__metric_init(&t->metrics[o][k], c->metric_names[o][k], &c->loss[o], cols, NULL);
+  }
+}
+
+static void tracker_update(tracker *t, const lm_model *m, const lm_compiled *c, lm_plan *plan, const lm_program *p, int64_t rows) {
+  t->loss += lm__f(plan, p->total)[0] * (double)rows;
+  for (int o = 0; o < m->n_outputs; o++) {
+    t->out_loss[o] += lm__f(plan, p->loss[o])[0] * (double)rows;
+    int64_t cols = lm__n(plan, p->out[o]) / rows;
+    for (int k = 0; k < c->n_metrics[o]; k++)
+      lm__metric_update(&t->metrics[o][k], lm__f(plan, p->out[o]), lm__f(plan, p->target[o]), rows, cols);
+  }
+  t->seen += (double)rows;
+}
+
+static void tracker_logs(const tracker *t, const lm_model *m, const lm_compiled *c, const char *prefix, lm_logs *logs) {
+  char key[128];
+  snprintf(key, sizeof key, "%sloss", prefix);
+  lm__logs_set(logs, key, t->loss / t->seen);
+  for (int o = 0; m->n_outputs > 1 && o < m->n_outputs; o++) {
+    snprintf(key, sizeof key, "%s%s_loss", prefix, io_name(m, 1, o));
+    lm__logs_set(logs, key, t->out_loss[o] / t->seen);
+  }
+  for (int o = 0; o < m->n_outputs; o++) {
+    for (int k = 0; k < c->n_metrics[o]; k++) {
+      if (m->n_outputs > 1) snprintf(key, sizeof key, "%s%s_%s", prefix, io_name(m, 1, o), t->metrics[o][k].name);
+      else snprintf(key, sizeof key, "%s%s", prefix, t->metrics[o][k].name);
+      lm__logs_set(logs, key, lm__metric_result(&t->metrics[o][k]));
+    }
+  }
+}
+
+/* ---- Callbacks ---- */
+#define EACH_CALLBACK(cbs, hook, ...)                                                        \
+  for (int cb_i = 0; cb_i < (cbs)->n; cb_i++)                                                \
+    if ((cbs)->cb[cb_i] && (cbs)->cb[cb_i]->hook) (cbs)->cb[cb_i]->hook((cbs)->cb[cb_i], __VA_ARGS__)
+
+static void progbar_show(lm_progbar *bar, int64_t step, const lm_logs *logs, int finalize) {
+  const char *keys[LM_MAX_LOG_KEYS];
+  for (int i = 0; i < logs->n; i++) keys[i] = logs->keys[i];
+  lm__progbar_update(bar, step, logs->n, keys, logs->values, finalize);
+}
+
+static int check_ready(lm_model *m, const char *fn) {
+  if (!m) return lm__fail(NULL, LM_ERROR_VALUE, "%s: the model is NULL", fn), -1;
+  if (m->base.err.code) return lm__fail(NULL, m->base.err.code, "%s", m->base.err.msg), -1;
+  if (!m->compiled) {
+    lm__fail(NULL, LM_ERROR_STATE, "%s: model \"%s\" must be compiled first (lm_compile)", fn, m->base.name);
+    return -1;
+  }
+  return 0;
+}
+
+static lm_program *train_program(lm_model *m, const feeds *y) {
+  lm_compiled *c = m->compiled;
+  if (c->train) {
+    int same = 1;
+    for (int o = 0; same && o < m->n_outputs; o++) {
+      lm_shape ts = y->a[o]->shape;
+      ts.dim[0] = LM_NONE;
+      same = lm__shape_equal(ts, c->train->target_shapes[o]);
+    }
+    if (same) return c->train;
+    lm__program_free(c->train);
+    c->train = NULL;
+  }
+  c->train = program_new(m, c, y);
+  if (c->train && bind_slots(c, c->train)) {
+    lm__program_free(c->train);
+    c->train = NULL;
+  }
+  return c->train;
+}
+
+/* Runs the model over samples [lo, hi) without updating it; fills logs with prefix. */
+static int run_test(lm_model *m, lm_program *p, const feeds *x, const feeds *y, int64_t lo, int64_t hi, int batch_size,
+                    const lm_callbacks *cbs, lm_progbar *bar, const char *prefix, lm_logs *out) {
+  lm_compiled *c = m->compiled;
+  tracker *t = lm__calloc(1, sizeof *t);
+  int64_t *idx = lm__calloc((size_t)batch_size, sizeof *idx);
+  int rc = -1;
+  if (!t || !idx) goto done;
+  tracker_reset(t, m, c);
+  lm_logs logs = {0};
+  EACH_CALLBACK(cbs, on_test_begin, &logs);
+  int batch = 0;
+  for (int64_t start = lo; start < hi; start += batch_size, batch++) {
+    int64_t rows = hi - start < batch_size ? hi - start : batch_size;
+    EACH_CALLBACK(cbs, on_test_batch_begin, batch, &logs);
+    lm_plan *plan = get_plan(p, 0, x, y, rows);
+    if (!plan) goto done;
+    for (int64_t r = 0; r < rows; r++) idx[r] = start + r;
+    feed_batch(plan, p, x, y, idx, rows);
+    lm__plan_forward(plan);
+    tracker_update(t, m, c, plan, p, rows);
+    tracker_logs(t, m, c, "", &logs);
+    EACH_CALLBACK(cbs, on_test_batch_end, batch, &logs);
+    if (bar) progbar_show(bar, batch + 1, &logs, start + batch_size >= hi);
+  }
+  EACH_CALLBACK(cbs, on_test_end, &logs);
+  tracker_logs(t, m, c, prefix, out);
+  rc = 0;
+done:
+  free(t);
+  free(idx);
+  return rc;
+}
+
+static int resolve_xy(lm_model *m, const char *fn, lm_feed *x, lm_feed *y, feeds *fx, feeds *fy) {
+  if (resolve(m, fn, "x", x, 0, fx) || resolve(m, fn, "y", y, 1, fy) || check_targets(m, m->compiled, fn, fy)) return -1;
+  if (fx->samples != fy->samples) {
+    lm__fail(NULL, LM_ERROR_SHAPE, "%s: data cardinality is ambiguous: x holds %lld samples but y holds %lld", fn,
+             (long long)fx->samples, (long long)fy->samples);
+    return -1;
+  }
+  return 0;
+}
+
+static int verbosity(int v) { return v == LM_SILENT ? 0 : v == 0 ? 1 : v; }
+
+lm_history *lm_fit_opts_(lm_model *m, lm_feed x, lm_feed y, lm_fit_opts o) {
+  const char *fn = "fit";
+  if (check_ready(m, fn)) return NULL;
+  lm_compiled *c = m->compiled;
+  feeds fx, fy, vx, vy;
+  if (resolve_xy(m, fn, &x, &y, &fx, &fy)) return NULL;
+  int epochs = o.epochs ? o.epochs : 1, batch_size = o.batch_size ? o.batch_size : 32, verbose = verbosity(o.verbose);
+  if (epochs < 0 || batch_size < 0 || o.initial_epoch < 0 || !(o.validation_split >= 0 && o.validation_split < 1)) {
+    lm__fail(NULL, LM_ERROR_VALUE, "fit: invalid settings: epochs %d, batch_size %d, initial_epoch %d, validation_split %g", epochs,
+             batch_size, o.initial_epoch, o.validation_split);
+    return NULL;
+  }
+  int64_t n_train = fx.samples, val_lo = 0, val_hi = 0;
+  const feeds *val_x = NULL, *val_y = NULL;
+  if (o.validation_x.n || o.validation_y.n) {
+    if (resolve_xy(m, "fit (validation data)", &o.validation_x, &o.validation_y, &vx, &vy)) return NULL;
+    val_x = &vx, val_y = &vy, val_hi = vx.samples;
+  } else if (o.validation_split > 0) {
+    /* Keras takes the last fraction, before any shuffling. */
+    int64_t split_at = (int64_t)floor((double)fx.samples * (1.0 - o.validation_split));
+    if (split_at <= 0 || split_at >= fx.samples) {
+      lm__fail(NULL, LM_ERROR_VALUE, "fit: validation_split %g of %lld samples leaves an empty training or validation set",
+               o.validation_split, (long long)fx.samples);
+      return NULL;
+    }
+    n_train = split_at;
+    val_x = &fx, val_y = &fy, val_lo = split_at, val_hi = fx.samples;
+  }
+
+  lm_program *p = train_program(m, &fy);
+  if (!p) return NULL;
+  drop_plans(p); /* trainable flags may have changed since the last fit */
+  lm_history *h = lm__history_new();
+  int64_t *perm = lm__calloc((size_t)n_train, sizeof *perm);
+  tracker *t = lm__calloc(1, sizeof *t);
+  const lm_callbacks *cbs = &o.callbacks;
+  if (!h || !perm || !t) goto fail;
+  for (int i = 0; i < cbs->n; i++)
+    if (cbs->cb[i]) cbs->cb[i]->model = m;
+  m->stop_training = false;
+  lm_logs logs = {0};
+  EACH_CALLBACK(cbs, on_train_begin, &logs);
+  int64_t steps = (n_train + batch_size - 1) / batch_size;
+  for (int epoch = o.initial_epoch; epoch < epochs && !m->stop_training; epoch++) {
+    memset(&logs, 0, sizeof logs);
+    EACH_CALLBACK(cbs, on_epoch_begin, epoch, &logs);
+    for (int64_t i = 0; i < n_train; i++) perm[i] = i;
+    if (!o.no_shuffle)
+      for (int64_t i = n_train - 1; i > 0; i--) {
+        int64_t j = (int64_t)(lm__rng_next(lm__global_rng()) % (uint64_t)(i + 1)), tmp = perm[i];
+        perm[i] = perm[j], perm[j] = tmp;
+      }
+    tracker_reset(t, m, c);
+    lm_progbar bar;
+    if (verbose) {
+      printf("Epoch %d/%d\n", epoch + 1, epochs);
+      fflush(stdout);
+    }
+    lm__progbar_init(&bar, stdout, steps, verbose);
+    for (int64_t step = 0; step < steps; step++) {
+      int64_t start = step * batch_size, rows = n_train - start < batch_size ? n_train - start : batch_size;
+      EACH_CALLBACK(cbs, on_train_batch_begin, (int)step, &logs);
+      lm_plan *plan = get_plan(p, 1, &fx, &fy, rows);
+      if (!plan) goto fail;
+      feed_batch(plan, p, &fx, &fy, perm + start, rows);
+      lm__plan_forward(plan);
+      float total = lm__f(plan, p->total)[0];
+      if (!isfinite(total)) {
+        lm__fail(NULL, LM_ERROR_NAN,
+                 "fit: the loss became %s at epoch %d, batch %lld; training stopped before that update "
+                 "(check the learning rate and the data for NaN or infinite values)",
+                 isnan(total) ? "nan" : "inf", epoch + 1, (long long)step);
+        goto fail;
+      }
+      lm__plan_backward(plan);
+      for (int v = 0; v < p->g->n_vals; v++) {
+        if (p->slot_of[v] < 0 || !plan->grad[v]) continue;
+        lm_weight *w = p->g->vals[v].weight;
+        lm__optimizer_update(c->opt, lm_array_f32(w->value), plan->grad[v], c->slots + p->slot_of[v] * c->n_slots,
+                             w->value->size);
+      }
+      c->opt->iterations++;
+      tracker_update(t, m, c, plan, p, rows);
+      tracker_logs(t, m, c, "", &logs);
+      EACH_CALLBACK(cbs, on_train_batch_end, (int)step, &logs);
+      if (verbose == 1 && step + 1 < steps) progbar_show(&bar, step + 1, &logs, 0);
+    }
+    if (val_x) {
+      lm_program *vp = train_program(m, val_y);
+      if (!vp || run_test(m, vp, val_x, val_y, val_lo, val_hi, batch_size, cbs, NULL, "val_", &logs)) goto fail;
+      p = c->train;
+    }
+    if (verbose) progbar_show(&bar, steps, &logs, 1);
+    EACH_CALLBACK(cbs, on_epoch_end, epoch, &logs);
+    if (lm__history_append(h, &logs)) goto fail;
+  }
+  EACH_CALLBACK(cbs, on_train_end, &logs);
+  free(perm);
+  free(t);
+  return h;
+fail:
+  free(perm);
+  free(t);
+  lm_history_free(h);
+  return NULL;
+}
+
+lm_history *lm_evaluate_opts_(lm_model *m, lm_feed x, lm_feed y, lm_eval_opts o) {
+  if (check_ready(m, "evaluate")) return NULL;
+  feeds fx, fy;
+  if (resolve_xy(m, "evaluate", &x, &y, &fx, &fy)) return NULL;
+  int batch_size = o.batch_size > 0 ? o.batch_size : 32, verbose = verbosity(o.verbose);
+  lm_program *p = train_program(m, &fy);
+  if (!p) return NULL;
+  lm_progbar bar;
+  lm__progbar_init(&bar, stdout, (fx.samples + batch_size - 1) / batch_size, verbose);
+  lm_logs logs = {0};
+  lm_history *h = lm__history_new();
+  if (!h || run_test(m, p, &fx, &fy, 0, fx.samples, batch_size, &o.callbacks, verbose ? &bar : NULL, "", &logs) ||
+      lm__history_append(h, &logs)) {
+    lm_history_free(h);
+    return NULL;
+  }
+  return h;
+}
+
+lm_outputs lm_predict_opts_(lm_model *m, lm_feed x, lm_eval_opts o) {
+  lm_outputs res = {0};
+  if (!m) return lm__fail(NULL, LM_ERROR_VALUE, "predict: the model is NULL"), res;
+  if (m->base.err.code) return lm__fail(NULL, m->base.err.code, "%s", m->base.err.msg), res;
+  feeds fx;
+  if (resolve(m, "predict", "x", &x, 0, &fx)) return res;
+  if (!m->compiled) {
+    /* Prediction needs no compile; keep the program on a bare compiled state. */
+    m->compiled = lm__calloc(1, sizeof *m->compiled);
+    if (!m->compiled) return res;
+  }
+  lm_compiled *c = m->compiled;
+  if (!c->predict && !(c->predict = program_new(m, c, NULL))) return res;
+  lm_program *p = c->predict;
+  int batch_size = o.batch_size > 0 ? o.batch_size : 32, verbose = verbosity(o.verbose);
+  int64_t n = fx.samples;
+  int64_t *idx = lm__calloc((size_t)batch_size, sizeof *idx);
+  if (!idx) return res;
+  res.n = m->n_outputs; /* arrays are made once the first plan knows the output shapes */
+  lm_progbar bar;
+  lm__progbar_init(&bar, stdout, (n + batch_size - 1) / batch_size, verbose);
+  const lm_callbacks *cbs = &o.callbacks;
+  lm_logs logs = {0};
+  EACH_CALLBACK(cbs, on_predict_begin, &logs);
+  int batch = 0;
+  for (int64_t start = 0; start < n; start += batch_size, batch++) {
+    int64_t rows = n - start < batch_size ? n - start : batch_size;
+    EACH_CALLBACK(cbs, on_predict_batch_begin, batch, &logs);
+    lm_plan *plan = get_plan(p, 0, &fx, NULL, rows);
+    if (!plan) goto fail;
+    for (int64_t r = 0; r < rows; r++) idx[r] = start + r;
+    feed_batch(plan, p, &fx, NULL, idx, rows);
+    lm__plan_forward(plan);
+    for (int k = 0; k < m->n_outputs; k++) {
+      lm_shape s = plan->shapes[p->out[k]];
+      if (!res.a[k]) {
+        s.dim[0] = n;
+        if (!(res.a[k] = lm_array_new(LM_FLOAT32, s))) goto fail;
+      }
+      int64_t per = lm__n(plan, p->out[k]) / rows;
+      if (per * n != res.a[k]->size) {
+        lm__fail(NULL, LM_ERROR_SHAPE, "predict: output '%s' changed shape between batches", io_name(m, 1, k));
+        goto fail;
+      }
+      memcpy(lm_array_f32(res.a[k]) + start * per, lm__f(plan, p->out[k]), (size_t)(rows * per) * sizeof(float));
+    }
+    EACH_CALLBACK(cbs, on_predict_batch_end, batch, &logs);
+    if (verbose) progbar_show(&bar, batch + 1, &logs, start + batch_size >= n);
+  }
+  EACH_CALLBACK(cbs, on_predict_end, &logs);
+  free(idx);
+  return res;
+fail:
+  free(idx);
+  lm_outputs_free(&res);
+  return res;
+}
+
+void lm_outputs_free(lm_outputs *outputs) {
+  if (!outputs) return;
+  for (int k = 0; k < outputs->n; k++) lm_array_free(outputs->a[k]);
+  memset(outputs, 0, sizeof *outputs);
+}
+
+void lm_callback_free(lm_callback *cb) {
+  if (cb && cb->free) cb->free(cb);
+}
