@@ -23,6 +23,7 @@ typedef struct lm_value {
   lm_shape shape; /* may hold LM_NONE dims; concrete shapes live in the plan */
   int producer;   /* index of the producing op, -1 for inputs, targets and params */
   lm_weight *weight;
+  bool requires_grad; /* an INPUT whose gradient a plan should compute (gradient checks) */
 } lm_value;
 
 /* Op attributes: small, copied into the node. Each op documents which slots it uses. */

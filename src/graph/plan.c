@@ -21,7 +21,10 @@ lm_plan *lm__plan_new(lm_graph *g, const lm_shape *in_shapes, int training, int 
 
   for (int v = 0; v < nv; v++) {
     const lm_value *val = &g->vals[v];
-    if (val->kind == LM_VALUE_INPUT || val->kind == LM_VALUE_TARGET) p->shapes[v] = in_shapes[v];
+    if (val->kind == LM_VALUE_INPUT || val->kind == LM_VALUE_TARGET) {
+      p->shapes[v] = in_shapes[v];
+      needs_grad[v] = loss >= 0 && val->requires_grad && val->dtype == LM_FLOAT32;
+    }
     else if (val->kind == LM_VALUE_PARAM) {
       p->shapes[v] = lm__weight_array(val->weight)->shape;
       needs_grad[v] = loss >= 0 && lm__weight_trainable(val->weight);
