@@ -261,7 +261,7 @@ static void tracker_update(tracker *t, const lm_model *m, const lm_compiled *c, 
 }
 
 static void tracker_logs(const tracker *t, const lm_model *m, const lm_compiled *c, const char *prefix, lm_logs *logs) {
-  char key[128];
+  char key[320];
   snprintf(key, sizeof key, "%sloss", prefix);
   lm__logs_set(logs, key, t->loss / t->seen);
   for (int o = 0; m->n_outputs > 1 && o < m->n_outputs; o++) {
