@@ -24,6 +24,7 @@ typedef struct lm_value {
   int producer;   /* index of the producing op, -1 for inputs, targets and params */
   lm_weight *weight;
   bool requires_grad; /* an INPUT whose gradient a plan should compute (gradient checks) */
+  bool keep;          /* read after the plan runs (outputs, losses): never reused */
 } lm_value;
 
 /* Op attributes: small, copied into the node. Each op documents which slots it uses. */
@@ -86,7 +87,10 @@ LM_INTERNAL int lm__emit(lm_graph *g, const lm_op_def *def, const int *in, int n
 
 /* A plan binds a graph to concrete input shapes: every value gets its shape and a buffer
  * from one arena, and values on the path from trainable weights to `loss` get gradient
- * buffers. Built once per input shape; running it allocates nothing. */
+ * buffers. Buffers are shared between values whose lifetimes do not overlap: activations
+ * in inference plans (a training plan keeps them for backward), and gradients of
+ * intermediate values, which live from their last consumer's backward to their
+ * producer's. Built once per input shape; running it allocates nothing. */
 struct lm_plan {
   lm_graph *g;
   int training;   /* dropout active, batch statistics, gradients */
@@ -95,7 +99,8 @@ struct lm_plan {
   float **grad;   /* per value, NULL where no gradient flows */
   char *arena;
   size_t arena_bytes;
-  size_t grad_offset; /* gradients occupy arena[grad_offset, arena_bytes) */
+  size_t kept_grad_offset, kept_grad_bytes; /* gradients zeroed once per backward */
+  int *grad_birth; /* per value: the op whose backward first writes a shared gradient, else -1 */
   int loss;       /* value seeded with gradient 1 in backward, -1 for none */
   uint64_t step;  /* advances each run, keys the dropout streams */
   uint64_t seed;

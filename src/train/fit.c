@@ -131,6 +131,12 @@ static lm_program *program_new(lm_model *m, lm_compiled *c, const feeds *y) {
     if (p->total < 0) goto fail;
   }
   if (g->err.code) goto fail;
+  /* Read after every run: outputs for predictions and metrics, losses for the logs. */
+  for (int o = 0; o < p->n_out; o++) {
+    g->vals[p->out[o]].keep = true;
+    if (y) g->vals[p->loss[o]].keep = true;
+  }
+  if (y) g->vals[p->total].keep = true;
   p->slot_of = lm__calloc((size_t)g->n_vals, sizeof *p->slot_of);
   if (!p->slot_of) goto fail;
   for (int v = 0; v < g->n_vals; v++) p->slot_of[v] = -1;
