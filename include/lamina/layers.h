@@ -67,7 +67,9 @@ typedef struct lm_initializer {
   lm_init_kind kind;
   double a, b;
 } lm_initializer;
-#define LM_INIT(...) ((lm_initializer){__VA_ARGS__})
+/* LM_INIT(LM_RANDOM_UNIFORM, .a = -1, .b = 1) */
+#define LM_INIT(...) LM_INIT_(__VA_ARGS__, )
+#define LM_INIT_(init_kind, ...) ((lm_initializer){.kind = (init_kind), __VA_ARGS__})
 
 /* ---- Input ---- */
 typedef struct lm_input_opts {
