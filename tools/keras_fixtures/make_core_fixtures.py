@@ -89,13 +89,15 @@ def activations(w):
     assert gelu_approx is False, "Keras's gelu default changed: %r" % gelu_approx
     names = ["linear", "relu", "sigmoid", "tanh", "softmax", "elu", "selu", "gelu",
              "softplus", "silu"]
+    r = uniform(-1.0, 1.0, (3, 5))  # the cotangent: dx = r * dy/dx (vjp)
     for name in names:
         fn = getattr(keras.activations, name)
-        y = np.asarray(fn(jnp.asarray(x)))
+        y, vjp = jax.vjp(fn, jnp.asarray(x))
+        (dx,) = vjp(jnp.asarray(r))
         attrs = {"activation": name}
         if name == "gelu":
             attrs["approximate"] = str(gelu_approx)
-        w.case("activation/" + name, attrs, [("x", x), ("y", y)])
+        w.case("activation/" + name, attrs, [("x", x), ("y", y), ("r", r), ("dx", dx)])
 
 
 # ---------------------------------------------------------------- b. losses

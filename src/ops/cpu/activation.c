@@ -30,7 +30,9 @@ void lm__act_forward(lm_activation act, const float *x, float *y, int64_t rows, 
     for (int64_t i = 0; i < n; i++) y[i] = SELU_SCALE * (x[i] > 0 ? x[i] : SELU_ALPHA * expm1f(x[i]));
     break;
   case LM_GELU:
-    for (int64_t i = 0; i < n; i++) y[i] = 0.5f * x[i] * (1.0f + erff(x[i] * (float)M_SQRT1_2));
+    /* x * Phi(x) with Phi(x) = erfc(-x / sqrt 2) / 2, as JAX computes it: 1 + erf(x / sqrt 2)
+     * cancels for negative x and loses the left tail (2.7e-4 relative error at x = -4). */
+    for (int64_t i = 0; i < n; i++) y[i] = 0.5f * x[i] * erfcf(-x[i] * (float)M_SQRT1_2);
     break;
   case LM_SOFTPLUS:
     for (int64_t i = 0; i < n; i++) y[i] = fmaxf(x[i], 0) + log1pf(expf(-fabsf(x[i])));
@@ -76,7 +78,7 @@ void lm__act_backward(lm_activation act, const float *x, const float *y, const f
     break;
   case LM_GELU:
     for (int64_t i = 0; i < n; i++) {
-      float cdf = 0.5f * (1.0f + erff(x[i] * (float)M_SQRT1_2));
+      float cdf = 0.5f * erfcf(-x[i] * (float)M_SQRT1_2);
       float pdf = expf(-0.5f * x[i] * x[i]) * (float)(0.5 * M_2_SQRTPI * M_SQRT1_2);
       dx[i] += dy[i] * (cdf + x[i] * pdf);
     }
