@@ -894,7 +894,7 @@ static void test_chain_skips(void **state) {
   int d = emit_ok(&t, &lm__op_binary, (int[]){c, a}, 2, &(lm_attrs){.i = {LM_BINARY_MULTIPLY}});
   int sq = emit_ok(&t, &lm__op_binary, (int[]){b, b}, 2, &(lm_attrs){.i = {LM_BINARY_MULTIPLY}});
   int e = emit_ok(&t, &lm__op_concat, (int[]){d, sq, a}, 3, &(lm_attrs){.i = {1}});
-  int f = emit_ok(&t, &lm__op_reshape, &e, 1, &(lm_attrs){.i = {2, 3, -1}});
+  int f = emit_ok(&t, &lm__op_reshape, &e, 1, &(lm_attrs){.i = {2, 2, -1}});
   int m = emit_ok(&t, &lm__op_mean_n, (int[]){f, f, emit_ok(&t, &lm__op_identity, &f, 1, NULL)}, 3, NULL);
   int s = emit_ok(&t, &lm__op_activation, &m, 1, &(lm_attrs){.i = {LM_SOFTMAX}});
   int target = gc_value(&t, LM_VALUE_TARGET, t.g->vals[s].shape, false);
@@ -1042,7 +1042,7 @@ static void test_shape_errors(void **state) {
   a = ref_input(g, LM_FLOAT32, LM_SHAPE(4, 3));
   b = ref_input(g, LM_FLOAT32, LM_SHAPE(4, 3));
   REFUSE(&lm__op_loss, ((int[]){a, b}), 2, (&(lm_attrs){.i = {LM_LOSS_SPARSE_CATEGORICAL_CE, 1}}), LM_ERROR_SHAPE,
-         "(4, 3)", "one class id per sample");
+         "(4, 3)", "one class id per prediction row");
 
   g = ref_graph(); /* loss: sample counts differ */
   a = ref_input(g, LM_FLOAT32, LM_SHAPE(4, 3));

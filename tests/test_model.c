@@ -512,6 +512,40 @@ static void test_model_as_layer(void **state) {
   lm_session_clear();
 }
 
+/* A layer used directly and inside a nested model: its weights count once (Keras's
+ * model.weights holds each variable once), while each row of the summary shows its own. */
+static void test_nested_shared_weights_counted_once(void **state) {
+  (void)state;
+  lm_session_clear();
+  lm_layer *d = lm_dense(3);
+  lm_tensor *in0 = lm_input(LM_SHAPE(4));
+  lm_model *inner = lm_model_new(LM_TENSORS(in0), LM_TENSORS(lm_call(d, in0)), .name = "inner");
+  lm_tensor *x = lm_input(LM_SHAPE(4));
+  lm_tensor *y = lm_call(d, x);
+  lm_tensor *z = lm_call(inner, x);
+  lm_model *outer = lm_model_new(LM_TENSORS(x), LM_TENSORS(lm_add(LM_TENSORS(y, z))));
+  assert_int_equal(lm_model_status(outer), LM_OK);
+  assert_int_equal(lm_model_count_params(inner), 15);
+  assert_int_equal(lm_model_count_params(outer), 15);
+  assert_int_equal(lm_model_count_trainable_params(outer), 15);
+  char *s = summary_text(outer);
+  assert_contains(s, "inner (Functional)");
+  assert_contains(s, "Total params: 15\n");
+  free(s);
+  /* and both uses compute with the one kernel: out = 2 * d(x) */
+  float *k = lm_array_f32(lm_layer_weight(d, 0, NULL));
+  for (int i = 0; i < 12; i++) k[i] = (float)(i % 3) - 1.0f; /* columns: -1, 0, 1 */
+  float xs[4] = {1, 2, 3, 4};
+  lm_array *xa = lm_array_wrap(LM_FLOAT32, LM_SHAPE(1, 4), xs);
+  lm_outputs o = predict1(outer, xa);
+  assert_near(lm_array_f32(o.a[0])[0], -20, 1e-6);
+  assert_near(lm_array_f32(o.a[0])[1], 0, 1e-6);
+  assert_near(lm_array_f32(o.a[0])[2], 20, 1e-6);
+  lm_outputs_free(&o);
+  lm_array_free(xa);
+  lm_session_clear();
+}
+
 /* ---- Shapes and numerical results of layers without weights ---- */
 
 static void test_reshape_flatten_concatenate_shapes(void **state) {
@@ -673,7 +707,7 @@ static void test_dense_values(void **state) {
   lm_session_clear();
   lm_tensor *in = lm_input(LM_SHAPE(3));
   lm_layer *d = lm_dense(2, .activation = LM_RELU);
-  lm_layer *nb = lm_dense(2, .no_bias = true, .kernel_initializer = LM_INIT(.kind = LM_ONES));
+  lm_layer *nb = lm_dense(2, .no_bias = true, .kernel_initializer = LM_INIT(LM_ONES));
   lm_tensor *y = lm_call(d, in), *z = lm_call(nb, in);
   lm_model *m = lm_model_new(LM_TENSORS(in), LM_TENSORS(y, z));
   assert_int_equal(lm_model_status(m), LM_OK);
@@ -787,6 +821,7 @@ int main(void) {
       cmocka_unit_test(test_layer_order),
       cmocka_unit_test(test_shared_layer),
       cmocka_unit_test(test_model_as_layer),
+      cmocka_unit_test(test_nested_shared_weights_counted_once),
       cmocka_unit_test(test_reshape_flatten_concatenate_shapes),
       cmocka_unit_test(test_merge_values),
       cmocka_unit_test(test_activation_values),

@@ -121,14 +121,14 @@ static inline float *lm__g(lm_plan *p, int v) { return p->grad[v]; }
 static inline int64_t lm__n(lm_plan *p, int v) { return lm_shape_size(p->shapes[v]); }
 
 /* The op table. */
-extern LM_INTERNAL const lm_op_def lm__op_dense;      /* in: x, kernel[, bias]; i0 activation */
-extern LM_INTERNAL const lm_op_def lm__op_activation; /* in: x; i0 activation, i1 axis (softmax) */
+extern LM_INTERNAL const lm_op_def lm__op_dense;      /* in: x, kernel[, bias]; y = x W + b over x's last axis */
+extern LM_INTERNAL const lm_op_def lm__op_activation; /* in: x; i0 lm_activation (softmax over the last axis) */
 extern LM_INTERNAL const lm_op_def lm__op_binary;     /* in: a, b; i0 lm_binary_kind; broadcasting */
 extern LM_INTERNAL const lm_op_def lm__op_mean_n;     /* in: n inputs of one shape; average */
 extern LM_INTERNAL const lm_op_def lm__op_concat;     /* in: n; i0 axis */
 extern LM_INTERNAL const lm_op_def lm__op_reshape;    /* in: x; i0 rank, i1.. target dims (no batch; -1 inferred) */
 extern LM_INTERNAL const lm_op_def lm__op_dropout;    /* in: x; f0 rate; out: y, mask */
-extern LM_INTERNAL const lm_op_def lm__op_loss;       /* in: pred, target; i0 lm_loss_kind, i1 from_logits; f0 huber delta */
+extern LM_INTERNAL const lm_op_def lm__op_loss;       /* in: pred, target; i0 lm_loss_kind, i1 from_logits; f0 huber delta. Reduces the last axis, averages the rest */
 extern LM_INTERNAL const lm_op_def lm__op_weighted_sum; /* in: n scalars; weights from a.p (const float*) */
 extern LM_INTERNAL const lm_op_def lm__op_identity;   /* in: x */
 

@@ -127,18 +127,35 @@ lm_weight *lm__layer_add_weight(lm_layer *layer, const char *name, lm_shape shap
 lm_array *lm__weight_array(lm_weight *w) { return w->value; }
 bool lm__weight_trainable(const lm_weight *w) { return w->trainable && w->owner->trainable; }
 
+/* Every distinct weight under a layer, in first-seen order. */
+typedef struct weight_set {
+  lm_weight **w;
+  int n, cap;
+} weight_set;
+
+static void collect_weights(const lm_layer *layer, weight_set *set) {
+  if (layer->model) {
+    for (int i = 0; i < layer->model->n_layers; i++) collect_weights(layer->model->layers[i], set);
+    return;
+  }
+  for (int i = 0; i < layer->n_weights; i++) {
+    int seen = 0;
+    for (int j = 0; j < set->n && !seen; j++) seen = set->w[j] == layer->weights[i];
+    if (!seen && !lm__grow(&set->w, &set->cap, set->n + 1, sizeof *set->w)) set->w[set->n++] = layer->weights[i];
+  }
+}
+
 void lm__layer_visit_weights(const lm_layer *layer, lm_weight_visit visit, void *ctx) {
   if (!layer->model) {
     for (int i = 0; i < layer->n_weights; i++) visit(layer->weights[i], ctx);
     return;
   }
-  /* A layer shared by two nested models is listed once. */
-  const lm_model *m = layer->model;
-  for (int i = 0; i < m->n_layers; i++) {
-    int seen = 0;
-    for (int j = 0; j < i && !seen; j++) seen = m->layers[j] == m->layers[i];
-    if (!seen) lm__layer_visit_weights(m->layers[i], visit, ctx);
-  }
+  /* A layer used both directly and inside a nested model (or by two nested models) is
+   * listed once, as in Keras's model.weights. */
+  weight_set set = {0};
+  collect_weights(layer, &set);
+  for (int i = 0; i < set.n; i++) visit(set.w[i], ctx);
+  free(set.w);
 }
 
 /* ---- Calling a layer ---- */

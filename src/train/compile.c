@@ -120,7 +120,7 @@ lm_status lm_compile_opts_(lm_model *model, lm_compile_opts opts) {
     if (opts.metrics.n &&
         per_output_names(model, &opts.metrics, "metric", o, metrics, LM_MAX_METRICS_PER_OUTPUT, &c->n_metrics[o], &err))
       break;
-    int64_t cols = lm__dims_product(&model->outputs[o]->shape, 1, model->outputs[o]->shape.rank);
+    int64_t cols = model->outputs[o]->shape.dim[model->outputs[o]->shape.rank - 1];
     for (int m = 0; m < c->n_metrics[o]; m++) {
       lm_metric probe;
       if (!metrics[m] || lm__metric_init(&probe, metrics[m] ? metrics[m] : "(null)", &c->loss[o], cols, &err)) break;
@@ -137,11 +137,11 @@ lm_status lm_compile_opts_(lm_model *model, lm_compile_opts opts) {
 }
 
 double lm_model_learning_rate(const lm_model *model) {
-  return model && model->compiled ? model->compiled->opt->learning_rate : 0;
+  return model && model->compiled && model->compiled->opt ? model->compiled->opt->learning_rate : 0;
 }
 
 void lm_model_set_learning_rate(lm_model *model, double lr) {
-  if (model && model->compiled) model->compiled->opt->learning_rate = lr;
+  if (model && model->compiled && model->compiled->opt) model->compiled->opt->learning_rate = lr;
 }
 
 void lm_model_stop_training(lm_model *model) {

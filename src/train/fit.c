@@ -86,8 +86,10 @@ static int check_targets(const lm_model *m, const lm_compiled *c, const char *fn
     lm_shape ps = m->outputs[o]->shape, ts = y->a[o]->shape;
     char a[96], b[96];
     int ok;
-    if (c->loss[o].kind == LM_LOSS_SPARSE_CATEGORICAL_CE) ok = ts.rank == 1 || (ts.rank == 2 && ts.dim[1] == 1);
-    else {
+    if (c->loss[o].kind == LM_LOSS_SPARSE_CATEGORICAL_CE) {
+      ok = ts.rank == ps.rank - 1 || (ts.rank == ps.rank && ts.dim[ts.rank - 1] == 1);
+      for (int d = 1; ok && d < ps.rank - 1; d++) ok = ps.dim[d] < 0 || ps.dim[d] == ts.dim[d];
+    } else {
       ok = ts.rank == ps.rank;
       for (int d = 1; ok && d < ps.rank; d++) ok = ps.dim[d] < 0 || ps.dim[d] == ts.dim[d];
     }
@@ -250,7 +252,7 @@ static void tracker_reset(tracker *t, const lm_model *m, const lm_compiled *c) {
   t->loss = t->seen = 0;
   for (int o = 0; o < m->n_outputs; o++) {
     t->out_loss[o] = 0;
-    int64_t cols = lm__dims_product(&m->outputs[o]->shape, 1, m->outputs[o]->shape.rank);
+    int64_t cols = m->outputs[o]->shape.dim[m->outputs[o]->shape.rank - 1];
     for (int k = 0; k < c->n_metrics[o]; k++) lm__metric_init(&t->metrics[o][k], c->metric_names[o][k], &c->loss[o], cols, NULL);
   }
 }
@@ -259,9 +261,11 @@ static void tracker_update(tracker *t, const lm_model *m, const lm_compiled *c, 
   t->loss += lm__f(plan, p->total)[0] * (double)rows;
   for (int o = 0; o < m->n_outputs; o++) {
     t->out_loss[o] += lm__f(plan, p->loss[o])[0] * (double)rows;
-    int64_t cols = lm__n(plan, p->out[o]) / rows;
+    /* Metrics, like losses, see one row per position of the last axis. */
+    lm_shape os = plan->shapes[p->out[o]];
+    int64_t cols = os.dim[os.rank - 1], n_rows = lm_shape_size(os) / cols;
     for (int k = 0; k < c->n_metrics[o]; k++)
-      lm__metric_update(&t->metrics[o][k], lm__f(plan, p->out[o]), lm__f(plan, p->target[o]), rows, cols);
+      lm__metric_update(&t->metrics[o][k], lm__f(plan, p->out[o]), lm__f(plan, p->target[o]), n_rows, cols);
   }
   t->seen += (double)rows;
 }
@@ -297,7 +301,7 @@ static void progbar_show(lm_progbar *bar, int64_t step, const lm_logs *logs, int
 static int check_ready(lm_model *m, const char *fn) {
   if (!m) return lm__fail(NULL, LM_ERROR_VALUE, "%s: the model is NULL", fn), -1;
   if (m->base.err.code) return lm__fail(NULL, m->base.err.code, "%s", m->base.err.msg), -1;
-  if (!m->compiled) {
+  if (!m->compiled || !m->compiled->opt) { /* predict alone leaves a bare state, with no optimizer */
     lm__fail(NULL, LM_ERROR_STATE, "%s: model \"%s\" must be compiled first (lm_compile)", fn, m->base.name);
     return -1;
   }
@@ -436,6 +440,9 @@ lm_history *lm_fit_opts_(lm_model *m, lm_feed x, lm_feed y, lm_fit_opts o) {
       lm_plan *plan = get_plan(p, 1, &fx, &fy, rows);
       if (!plan) goto fail;
       feed_batch(plan, p, &fx, &fy, perm + start, rows);
+      /* Dropout masks follow the model's step count, not the plan's: a new mask every step,
+       * across fit calls and batch sizes. */
+      plan->step = (uint64_t)c->opt->iterations;
       lm__plan_forward(plan);
       float total = lm__f(plan, p->total)[0];
       if (!isfinite(total)) {

@@ -13,11 +13,14 @@ static lm_status loss_shape(const lm_attrs *a, const lm_shape *in, const lm_dtyp
   lm_shape pred = in[0], target = in[1];
   int ok = pred.rank >= 1 && target.rank >= 1;
   if ((lm_loss_kind)a->i[0] == LM_LOSS_SPARSE_CATEGORICAL_CE) {
-    int64_t per_row = lm__dims_product(&target, 1, target.rank);
-    ok = ok && (per_row == 1 || per_row < 0) && target.rank <= 2;
+    /* One class id per row of the last axis: targets shaped like the predictions without
+     * their last axis, or with a last axis of 1. */
+    int trailing_one = target.rank == pred.rank && target.dim[target.rank - 1] == 1;
+    ok = ok && (target.rank == pred.rank - 1 || trailing_one);
+    for (int d = 1; ok && d < pred.rank - 1; d++) ok = pred.dim[d] == target.dim[d] || target.dim[d] < 0 || pred.dim[d] < 0;
     if (!ok) {
-      snprintf(err, len, "sparse_categorical_crossentropy needs one class id per sample, got targets of shape %s",
-               lm_shape_format(target, b2, sizeof b2));
+      snprintf(err, len, "sparse_categorical_crossentropy needs one class id per prediction row: targets shaped %s "
+               "(without the class axis), got %s", lm_shape_format(pred, b1, sizeof b1), lm_shape_format(target, b2, sizeof b2));
       return LM_ERROR_SHAPE;
     }
   } else {
@@ -43,8 +46,9 @@ static lm_status loss_shape(const lm_attrs *a, const lm_shape *in, const lm_dtyp
 
 static void loss_fwd(lm_plan *p, const lm_opnode *node) {
   lm_loss_spec spec = spec_of(&node->a);
+  /* Keras reduces the last axis per sample, then averages over every other position. */
   lm_shape ps = p->shapes[node->in[0]];
-  int64_t rows = ps.dim[0], cols = rows ? lm_shape_size(ps) / rows : 0;
+  int64_t cols = ps.rank > 1 ? ps.dim[ps.rank - 1] : 1, rows = cols ? lm_shape_size(ps) / cols : 0;
   float *dpred = lm__g(p, node->in[0]) ? lm__f(p, node->out[1]) : NULL;
   lm__f(p, node->out[0])[0] =
       (float)lm__loss_compute(&spec, lm__f(p, node->in[0]), lm__f(p, node->in[1]), rows, cols, dpred, 1.0f);
