@@ -664,6 +664,7 @@ static void test_activation_values(void **state) {
       for (int c = 0; c < COLS; c++) {
         double v = xs[r * COLS + c], want = 0;
         switch (acts[k]) {
+        case LM_ACTIVATION_DEFAULT:
         case LM_LINEAR: want = v; break;
         case LM_RELU: want = v > 0 ? v : 0; break;
         case LM_SIGMOID: want = 1 / (1 + exp(-v)); break;

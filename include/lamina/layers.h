@@ -28,7 +28,8 @@ typedef struct lm_tensors {
                 .t = {__VA_ARGS__}})
 
 typedef enum lm_activation {
-  LM_LINEAR = 0,
+  LM_ACTIVATION_DEFAULT = 0, /* the layer's Keras default: linear for Dense, tanh for LSTM */
+  LM_LINEAR,
   LM_RELU,
   LM_SIGMOID,
   LM_TANH,

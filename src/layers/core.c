@@ -95,7 +95,7 @@ lm_layer *lm_dense_new(int units, lm_dense_opts opts) {
   if (!d) return NULL;
   d->units = units;
   d->opts = opts;
-  d->base.activation = opts.activation;
+  d->base.activation = opts.activation ? opts.activation : LM_LINEAR;
   return &d->base;
 }
 
@@ -111,7 +111,7 @@ lm_layer *lm_activation_layer_new(lm_activation activation, lm_layer_opts opts) 
   if ((unsigned)activation > LM_SWISH)
     return lm__layer_error("Activation", LM_ERROR_VALUE, "Activation: unknown activation %d", (int)activation);
   lm_layer *layer = lm__layer_new(sizeof(lm_layer), &activation_vt, opts.name);
-  if (layer) layer->activation = activation;
+  if (layer) layer->activation = activation ? activation : LM_LINEAR;
   return layer;
 }
 

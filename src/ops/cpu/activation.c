@@ -11,6 +11,7 @@ static float sigmoidf(float x) {
 void lm__act_forward(lm_activation act, const float *x, float *y, int64_t rows, int64_t cols) {
   int64_t n = rows * cols;
   switch (act) {
+  case LM_ACTIVATION_DEFAULT:
   case LM_LINEAR:
     if (y != x) memcpy(y, x, (size_t)n * sizeof *y);
     break;
@@ -58,6 +59,7 @@ void lm__act_backward(lm_activation act, const float *x, const float *y, const f
                       int64_t rows, int64_t cols) {
   int64_t n = rows * cols;
   switch (act) {
+  case LM_ACTIVATION_DEFAULT:
   case LM_LINEAR:
     for (int64_t i = 0; i < n; i++) dx[i] += dy[i];
     break;
@@ -104,8 +106,9 @@ void lm__act_backward(lm_activation act, const float *x, const float *y, const f
   }
 }
 
-static const char *const ACT_NAMES[] = {"linear", "relu", "sigmoid", "tanh", "softmax",
-                                        "elu", "selu", "gelu", "softplus", "swish"};
+/* Indexed by lm_activation. */
+static const char *const ACT_NAMES[] = {"default", "linear", "relu", "sigmoid", "tanh", "softmax",
+                                        "elu",     "selu",   "gelu", "softplus", "swish"};
 
 const char *lm_activation_name(lm_activation act) {
   return (unsigned)act < sizeof ACT_NAMES / sizeof *ACT_NAMES ? ACT_NAMES[act] : "unknown";
@@ -113,7 +116,7 @@ const char *lm_activation_name(lm_activation act) {
 
 int lm_activation_from_name(const char *name) {
   if (!name) return -1;
-  for (int i = 0; i < (int)(sizeof ACT_NAMES / sizeof *ACT_NAMES); i++)
+  for (int i = LM_LINEAR; i < (int)(sizeof ACT_NAMES / sizeof *ACT_NAMES); i++)
     if (!strcmp(name, ACT_NAMES[i])) return i;
   if (!strcmp(name, "silu")) return LM_SWISH;
   return -1;
