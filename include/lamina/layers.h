@@ -190,6 +190,144 @@ LM_API lm_layer *lm_maximum_new(lm_layer_opts opts);
 #define lm_maximum(...) lm_maximum_(__VA_ARGS__, )
 #define lm_maximum_(tensors, ...)  lm_call_n(lm_maximum_new(LM_OPTS(lm_layer_opts, __VA_ARGS__)), (tensors))
 
+/* ---- Convolution (channels last: (batch, steps, channels), (batch, rows, cols, channels)) ---- */
+typedef enum lm_padding { LM_VALID = 0, LM_SAME = 1 } lm_padding;
+
+/* Pairs follow Keras's int-or-tuple: {2} means (2, 2), {2, 1} means (2, 1); {0} means the
+ * default. 1D layers read the first entry only. */
+typedef struct lm_conv_opts {
+  int lm_opts_; /* keeps LM_OPTS() valid with no options; never set */
+  int kernel_hw[2];     /* overrides the square kernel_size argument: {3, 1} */
+  int strides[2];       /* 1 */
+  int dilation_rate[2]; /* 1 */
+  lm_padding padding;   /* LM_VALID */
+  lm_activation activation;
+  bool no_bias;
+  int depth_multiplier; /* depthwise and separable: 1 */
+  lm_initializer kernel_initializer, bias_initializer, depthwise_initializer, pointwise_initializer;
+  const char *name;
+} lm_conv_opts;
+/* Conv1D(filters, kernel_size), Conv2D(filters, kernel_size), DepthwiseConv2D(kernel_size),
+ * SeparableConv1D / SeparableConv2D(filters, kernel_size): kernel shapes, names and
+ * parameter counts as Keras's (kernel (k, in, filters) / (kh, kw, in, filters); depthwise
+ * (kh, kw, in, depth_multiplier); pointwise (1, 1, in * depth_multiplier, filters)). */
+#define lm_conv1d(...) lm_conv1d_(__VA_ARGS__, )
+#define lm_conv1d_(filters, kernel_size, ...) lm_conv1d_new((filters), (kernel_size), LM_OPTS(lm_conv_opts, __VA_ARGS__))
+#define lm_conv2d(...) lm_conv2d_(__VA_ARGS__, )
+#define lm_conv2d_(filters, kernel_size, ...) lm_conv2d_new((filters), (kernel_size), LM_OPTS(lm_conv_opts, __VA_ARGS__))
+#define lm_depthwise_conv2d(...) lm_depthwise_conv2d_(__VA_ARGS__, )
+#define lm_depthwise_conv2d_(kernel_size, ...) lm_depthwise_conv2d_new((kernel_size), LM_OPTS(lm_conv_opts, __VA_ARGS__))
+#define lm_separable_conv1d(...) lm_separable_conv1d_(__VA_ARGS__, )
+#define lm_separable_conv1d_(filters, kernel_size, ...)                                                         \
+  lm_separable_conv1d_new((filters), (kernel_size), LM_OPTS(lm_conv_opts, __VA_ARGS__))
+#define lm_separable_conv2d(...) lm_separable_conv2d_(__VA_ARGS__, )
+#define lm_separable_conv2d_(filters, kernel_size, ...)                                                         \
+  lm_separable_conv2d_new((filters), (kernel_size), LM_OPTS(lm_conv_opts, __VA_ARGS__))
+LM_API lm_layer *lm_conv1d_new(int filters, int kernel_size, lm_conv_opts opts);
+LM_API lm_layer *lm_conv2d_new(int filters, int kernel_size, lm_conv_opts opts);
+LM_API lm_layer *lm_depthwise_conv2d_new(int kernel_size, lm_conv_opts opts);
+LM_API lm_layer *lm_separable_conv1d_new(int filters, int kernel_size, lm_conv_opts opts);
+LM_API lm_layer *lm_separable_conv2d_new(int filters, int kernel_size, lm_conv_opts opts);
+
+/* ---- Pooling ---- */
+typedef struct lm_pool_opts {
+  int lm_opts_; /* keeps LM_OPTS() valid with no options; never set */
+  int pool_hw[2]; /* overrides the square pool_size argument */
+  int strides[2]; /* default: the pool size */
+  lm_padding padding;
+  const char *name;
+} lm_pool_opts;
+#define lm_max_pooling1d(...) lm_max_pooling1d_(__VA_ARGS__, )
+#define lm_max_pooling1d_(pool_size, ...) lm_max_pooling1d_new((pool_size), LM_OPTS(lm_pool_opts, __VA_ARGS__))
+#define lm_max_pooling2d(...) lm_max_pooling2d_(__VA_ARGS__, )
+#define lm_max_pooling2d_(pool_size, ...) lm_max_pooling2d_new((pool_size), LM_OPTS(lm_pool_opts, __VA_ARGS__))
+#define lm_average_pooling1d(...) lm_average_pooling1d_(__VA_ARGS__, )
+#define lm_average_pooling1d_(pool_size, ...) lm_average_pooling1d_new((pool_size), LM_OPTS(lm_pool_opts, __VA_ARGS__))
+#define lm_average_pooling2d(...) lm_average_pooling2d_(__VA_ARGS__, )
+#define lm_average_pooling2d_(pool_size, ...) lm_average_pooling2d_new((pool_size), LM_OPTS(lm_pool_opts, __VA_ARGS__))
+LM_API lm_layer *lm_max_pooling1d_new(int pool_size, lm_pool_opts opts);
+LM_API lm_layer *lm_max_pooling2d_new(int pool_size, lm_pool_opts opts);
+LM_API lm_layer *lm_average_pooling1d_new(int pool_size, lm_pool_opts opts);
+LM_API lm_layer *lm_average_pooling2d_new(int pool_size, lm_pool_opts opts);
+#define lm_global_max_pooling1d(...) lm_global_max_pooling1d_new(LM_OPTS(lm_layer_opts, __VA_ARGS__))
+#define lm_global_max_pooling2d(...) lm_global_max_pooling2d_new(LM_OPTS(lm_layer_opts, __VA_ARGS__))
+#define lm_global_average_pooling1d(...) lm_global_average_pooling1d_new(LM_OPTS(lm_layer_opts, __VA_ARGS__))
+#define lm_global_average_pooling2d(...) lm_global_average_pooling2d_new(LM_OPTS(lm_layer_opts, __VA_ARGS__))
+LM_API lm_layer *lm_global_max_pooling1d_new(lm_layer_opts opts);
+LM_API lm_layer *lm_global_max_pooling2d_new(lm_layer_opts opts);
+LM_API lm_layer *lm_global_average_pooling1d_new(lm_layer_opts opts);
+LM_API lm_layer *lm_global_average_pooling2d_new(lm_layer_opts opts);
+
+/* ---- Normalization ---- */
+typedef struct lm_norm_opts {
+  int lm_opts_; /* keeps LM_OPTS() valid with no options; never set */
+  int axis;        /* -1 (0, the batch axis, also means -1) */
+  double momentum; /* BatchNormalization: 0.99 */
+  double epsilon;  /* 1e-3 */
+  bool no_center;  /* Keras center=False: no beta */
+  bool no_scale;   /* Keras scale=False: no gamma */
+  lm_initializer beta_initializer, gamma_initializer, moving_mean_initializer, moving_variance_initializer;
+  const char *name;
+} lm_norm_opts;
+/* BatchNormalization: batch statistics in training, moving statistics in inference and
+ * whenever the layer is not trainable (as in Keras); moving_mean and moving_variance are
+ * non-trainable weights. LayerNormalization normalizes each sample over `axis`. */
+#define lm_batch_normalization(...) lm_batch_normalization_new(LM_OPTS(lm_norm_opts, __VA_ARGS__))
+#define lm_layer_normalization(...) lm_layer_normalization_new(LM_OPTS(lm_norm_opts, __VA_ARGS__))
+LM_API lm_layer *lm_batch_normalization_new(lm_norm_opts opts);
+LM_API lm_layer *lm_layer_normalization_new(lm_norm_opts opts);
+
+/* ---- Sequences ---- */
+typedef struct lm_embedding_opts {
+  int lm_opts_; /* keeps LM_OPTS() valid with no options; never set */
+  bool mask_zero; /* index 0 is padding: later recurrent layers skip those steps */
+  lm_initializer embeddings_initializer; /* uniform(-0.05, 0.05) */
+  const char *name;
+} lm_embedding_opts;
+/* Embedding(input_dim, output_dim) on int32 indices of any shape, e.g. Input((None,)). */
+#define lm_embedding(...) lm_embedding_(__VA_ARGS__, )
+#define lm_embedding_(input_dim, output_dim, ...)                                                              \
+  lm_embedding_new((input_dim), (output_dim), LM_OPTS(lm_embedding_opts, __VA_ARGS__))
+LM_API lm_layer *lm_embedding_new(int input_dim, int output_dim, lm_embedding_opts opts);
+
+typedef struct lm_rnn_opts {
+  int lm_opts_; /* keeps LM_OPTS() valid with no options; never set */
+  lm_activation activation;           /* tanh */
+  lm_activation recurrent_activation; /* sigmoid (LSTM, GRU) */
+  bool return_sequences;
+  bool return_state; /* outputs: output, then the final state(s): h (and c for LSTM) */
+  bool go_backwards;
+  bool no_bias;
+  bool no_unit_forget_bias; /* LSTM: Keras unit_forget_bias=False */
+  bool no_reset_after;      /* GRU: Keras reset_after=False */
+  lm_initializer kernel_initializer, recurrent_initializer, bias_initializer;
+  const char *name;
+} lm_rnn_opts;
+/* LSTM (gates i, f, c, o), GRU (z, r, h), SimpleRNN on (batch, steps, features), steps
+ * may be unknown. Kernel (features, g*units), recurrent_kernel (units, g*units), bias as
+ * Keras's (GRU with reset_after: (2, 3*units)). */
+#define lm_lstm(...) lm_lstm_(__VA_ARGS__, )
+#define lm_lstm_(units, ...) lm_lstm_new((units), LM_OPTS(lm_rnn_opts, __VA_ARGS__))
+#define lm_gru(...) lm_gru_(__VA_ARGS__, )
+#define lm_gru_(units, ...) lm_gru_new((units), LM_OPTS(lm_rnn_opts, __VA_ARGS__))
+#define lm_simple_rnn(...) lm_simple_rnn_(__VA_ARGS__, )
+#define lm_simple_rnn_(units, ...) lm_simple_rnn_new((units), LM_OPTS(lm_rnn_opts, __VA_ARGS__))
+LM_API lm_layer *lm_lstm_new(int units, lm_rnn_opts opts);
+LM_API lm_layer *lm_gru_new(int units, lm_rnn_opts opts);
+LM_API lm_layer *lm_simple_rnn_new(int units, lm_rnn_opts opts);
+
+typedef enum lm_merge_mode { LM_MERGE_CONCAT = 0, LM_MERGE_SUM, LM_MERGE_MUL, LM_MERGE_AVE } lm_merge_mode;
+typedef struct lm_bidirectional_opts {
+  int lm_opts_; /* keeps LM_OPTS() valid with no options; never set */
+  lm_merge_mode merge_mode;
+  const char *name;
+} lm_bidirectional_opts;
+/* Bidirectional(layer): the layer forward, and a copy of its configuration backward. The
+ * wrapper takes over `layer`, which must not have been called. */
+#define lm_bidirectional(...) lm_bidirectional_(__VA_ARGS__, )
+#define lm_bidirectional_(layer, ...) lm_bidirectional_new((layer), LM_OPTS(lm_bidirectional_opts, __VA_ARGS__))
+LM_API lm_layer *lm_bidirectional_new(lm_layer *layer, lm_bidirectional_opts opts);
+
 #ifdef __cplusplus
 }
 #endif

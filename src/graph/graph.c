@@ -20,6 +20,7 @@ static int add_value(lm_graph *g, lm_value_kind kind, lm_dtype dtype, lm_shape s
   v->dtype = dtype;
   v->shape = shape;
   v->producer = producer;
+  v->mask = -1;
   return g->n_vals++;
 }
 

@@ -25,6 +25,7 @@ typedef struct lm_value {
   lm_weight *weight;
   bool requires_grad; /* an INPUT whose gradient a plan should compute (gradient checks) */
   bool keep;          /* read after the plan runs (outputs, losses): never reused */
+  int mask;           /* value holding this one's timestep mask (batch, steps), 1 or 0; -1 none */
 } lm_value;
 
 /* Op attributes: small, copied into the node. Each op documents which slots it uses. */
@@ -104,7 +105,7 @@ struct lm_plan {
   int loss;       /* value seeded with gradient 1 in backward, -1 for none */
   uint64_t step;  /* advances each run, keys the dropout streams */
   uint64_t seed;
-  lm_error err;
+  lm_error err; /* also set by an op that meets bad data while running (an index out of range) */
 };
 
 /* in_shapes: the concrete shape of every INPUT and TARGET value, indexed by value id

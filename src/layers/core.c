@@ -83,7 +83,7 @@ static int dense_emit(lm_layer *layer, lm_graph *g, const int *in, int n, int *o
   return z < 0 ? -1 : 1;
 }
 
-static const lm_layer_vt dense_vt = {.class_name = "Dense", .prefix = "dense", .build = dense_build, .emit = dense_emit, .arity = 1};
+static const lm_layer_vt dense_vt = {.class_name = "Dense", .prefix = "dense", .build = dense_build, .emit = dense_emit, .arity = 1, .passes_mask = true};
 
 lm_layer *lm_dense_new(int units, lm_dense_opts opts) {
   if (units <= 0)
@@ -105,7 +105,7 @@ static int activation_emit(lm_layer *layer, lm_graph *g, const int *in, int n, i
   return out[0] < 0 ? -1 : 1;
 }
 
-static const lm_layer_vt activation_vt = {.class_name = "Activation", .prefix = "activation", .emit = activation_emit, .arity = 1};
+static const lm_layer_vt activation_vt = {.class_name = "Activation", .prefix = "activation", .emit = activation_emit, .arity = 1, .passes_mask = true};
 
 lm_layer *lm_activation_layer_new(lm_activation activation, lm_layer_opts opts) {
   if ((unsigned)activation > LM_SWISH)
@@ -131,7 +131,7 @@ static int dropout_emit(lm_layer *layer, lm_graph *g, const int *in, int n, int 
   return 1;
 }
 
-static const lm_layer_vt dropout_vt = {.class_name = "Dropout", .prefix = "dropout", .emit = dropout_emit, .arity = 1};
+static const lm_layer_vt dropout_vt = {.class_name = "Dropout", .prefix = "dropout", .emit = dropout_emit, .arity = 1, .passes_mask = true};
 
 lm_layer *lm_dropout_new(double rate, lm_dropout_opts opts) {
   if (!(rate >= 0 && rate < 1))

@@ -24,6 +24,7 @@ typedef struct lm_layer_vt {
   void (*destroy)(lm_layer *layer);
   bool one_based; /* automatic names start at _1 (Keras's input_1) */
   int arity;      /* inputs a call takes; 0 for any number (merge layers, models) */
+  bool passes_mask; /* outputs keep the first input's timestep mask (Keras supports_masking) */
 } lm_layer_vt;
 
 struct lm_layer {

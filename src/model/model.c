@@ -202,7 +202,10 @@ int lm__model_emit(lm_model *model, lm_graph *g, const int *in, int *out) {
                                  node->layer->name, n_out, node->n_out);
       goto done;
     }
-    for (int k = 0; k < n_out; k++) keys[n] = node->outputs[k], vals[n++] = res[k];
+    for (int k = 0; k < n_out; k++) {
+      if (node->layer->vt->passes_mask && g->vals[res[k]].mask < 0) g->vals[res[k]].mask = g->vals[args[0]].mask;
+      keys[n] = node->outputs[k], vals[n++] = res[k];
+    }
   }
   for (int o = 0; o < model->n_outputs; o++) {
     out[o] = -1;

@@ -242,6 +242,14 @@ static void feed_batch(lm_plan *plan, const lm_program *p, const feeds *x, const
   for (int o = 0; y && o < p->n_out; o++) gather(plan->data[p->target[o]], LM_FLOAT32, y->a[o], idx, rows);
 }
 
+/* An op that met bad data (an index out of range) leaves its message in the plan. */
+static int ran_clean(lm_plan *plan, const char *fn) {
+  if (plan->err.code == LM_OK) return 1;
+  lm__fail(NULL, plan->err.code, "%s: %s", fn, plan->err.msg);
+  memset(&plan->err, 0, sizeof plan->err);
+  return 0;
+}
+
 /* ---- Logs and metrics of a pass over data ---- */
 typedef struct tracker {
   double loss, out_loss[LM_MAX_OUTPUTS], seen;
@@ -349,6 +357,7 @@ static int run_test(lm_model *m, lm_program *p, const feeds *x, const feeds *y, 
     for (int64_t r = 0; r < rows; r++) idx[r] = start + r;
     feed_batch(plan, p, x, y, idx, rows);
     lm__plan_forward(plan);
+    if (!ran_clean(plan, "evaluate")) goto done;
     tracker_update(t, m, c, plan, p, rows);
     tracker_logs(t, m, c, "", &logs);
     EACH_CALLBACK(cbs, on_test_batch_end, batch, &logs);
@@ -444,6 +453,7 @@ lm_history *lm_fit_opts_(lm_model *m, lm_feed x, lm_feed y, lm_fit_opts o) {
        * across fit calls and batch sizes. */
       plan->step = (uint64_t)c->opt->iterations;
       lm__plan_forward(plan);
+      if (!ran_clean(plan, fn)) goto fail;
       float total = lm__f(plan, p->total)[0];
       if (!isfinite(total)) {
         lm__fail(NULL, LM_ERROR_NAN,
@@ -537,6 +547,7 @@ lm_outputs lm_predict_opts_(lm_model *m, lm_feed x, lm_eval_opts o) {
     for (int64_t r = 0; r < rows; r++) idx[r] = start + r;
     feed_batch(plan, p, &fx, NULL, idx, rows);
     lm__plan_forward(plan);
+    if (!ran_clean(plan, "predict")) goto fail;
     for (int k = 0; k < m->n_outputs; k++) {
       lm_shape s = plan->shapes[p->out[k]];
       if (!res.a[k]) {
