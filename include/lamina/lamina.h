@@ -7,4 +7,5 @@
 #include <lamina/callbacks.h>
 #include <lamina/train.h>
 #include <lamina/io.h>
+#include <lamina/applications.h>
 #endif

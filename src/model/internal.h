@@ -86,6 +86,8 @@ LM_INTERNAL lm_weight *lm__layer_add_weight(lm_layer *layer, const char *name, l
 LM_INTERNAL void lm__init_fill(lm_initializer init, lm_init_kind default_kind, lm_array *a);
 LM_INTERNAL lm_array *lm__weight_array(lm_weight *w);
 LM_INTERNAL bool lm__weight_trainable(const lm_weight *w);
+/* A model that carries an error from the start (a builder refusing its arguments). */
+LM_INTERNAL lm_model *lm__model_error(const char *name, lm_status code, const char *fmt, ...) LM_PRINTF(3, 4);
 LM_INTERNAL lm_layer *lm__layer_error(const char *class_name, lm_status code, const char *fmt, ...) LM_PRINTF(3, 4);
 
 /* Every distinct weight of a layer (a model's are its layers', without repeats). */

@@ -297,6 +297,16 @@ lm_model *lm_model_new_opts(lm_tensors inputs, lm_tensors outputs, lm_model_opts
   return model;
 }
 
+lm_model *lm__model_error(const char *name, lm_status code, const char *fmt, ...) {
+  lm_model *model = model_alloc(&functional_vt, name);
+  if (!model) return NULL;
+  va_list ap;
+  va_start(ap, fmt);
+  lm__failv(&model->base.err, code, fmt, ap);
+  va_end(ap);
+  return model;
+}
+
 lm_model *lm_sequential_new(lm_model_opts opts) {
   lm_model *model = model_alloc(&sequential_vt, opts.name);
   if (model) model->sequential = true;
