@@ -937,6 +937,51 @@ static void test_determinism(void **state) {
   lm_session_clear();
 }
 
+/* Callbacks see the validation arrays: for validation_split, the last rows of x and y. */
+typedef struct seen_validation {
+  int n_x, n_y;
+  int64_t rows;
+  float first_x, first_y;
+} seen_validation;
+
+static void record_validation(lm_callback *cb, const lm_logs *logs) {
+  (void)logs;
+  seen_validation *seen = cb->user;
+  seen->n_x = cb->n_validation_x, seen->n_y = cb->n_validation_y;
+  if (seen->n_x) {
+    seen->rows = cb->validation_x[0]->shape.dim[0];
+    seen->first_x = lm_array_f32(cb->validation_x[0])[0];
+    seen->first_y = lm_array_f32(cb->validation_y[0])[0];
+  }
+}
+
+static void test_callbacks_see_validation_data(void **state) {
+  (void)state;
+  lm_tensor *in = lm_input(LM_SHAPE(3));
+  lm_model *m = lm_model_new(LM_TENSORS(in), LM_TENSORS(lm_call(lm_dense(1), in)));
+  lm_compile(m, .optimizer = lm_sgd(), .loss = LM_LOSSES("mse"));
+  lm_array *x = lm_array_new(LM_FLOAT32, LM_SHAPE(20, 3)), *y = lm_array_new(LM_FLOAT32, LM_SHAPE(20, 1));
+  for (int i = 0; i < 60; i++) lm_array_f32(x)[i] = (float)i;
+  for (int i = 0; i < 20; i++) lm_array_f32(y)[i] = (float)(100 + i);
+  seen_validation seen = {0};
+  lm_callback cb = {.on_train_begin = record_validation, .user = &seen};
+  lm_history *h = lm_fit(m, LM_FEED(x), LM_FEED(y), .validation_split = 0.25, .callbacks = LM_CALLBACKS(&cb),
+                         .verbose = LM_SILENT);
+  assert_non_null(h);
+  assert_int_equal(seen.n_x, 1);
+  assert_int_equal(seen.n_y, 1);
+  assert_int_equal(seen.rows, 5);
+  assert_true(seen.first_x == 45.0f && seen.first_y == 115.0f); /* row 15 */
+  lm_history_free(h);
+  /* Without validation the callback is told so. */
+  h = lm_fit(m, LM_FEED(x), LM_FEED(y), .callbacks = LM_CALLBACKS(&cb), .verbose = LM_SILENT);
+  assert_int_equal(seen.n_x, 0);
+  lm_history_free(h);
+  lm_array_free(x);
+  lm_array_free(y);
+  lm_session_clear();
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_multi_output_list),
@@ -951,6 +996,7 @@ int main(void) {
       cmocka_unit_test(test_optimizers_lower_loss),
       cmocka_unit_test(test_predict_and_evaluate),
       cmocka_unit_test(test_determinism),
+      cmocka_unit_test(test_callbacks_see_validation_data),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -40,6 +40,11 @@ struct lm_callback {
   void (*free)(lm_callback *cb);
   void *user;     /* the callback's own state */
   lm_model *model; /* set by fit before on_train_begin */
+  /* Set by fit before on_train_begin: the validation arrays in model input and output
+   * order (views into the fed arrays for validation_split, valid during fit); 0 when fit
+   * has no validation data. */
+  int n_validation_x, n_validation_y;
+  const lm_array *validation_x[LM_MAX_TENSORS], *validation_y[LM_MAX_TENSORS];
 };
 
 #define LM_MAX_CALLBACKS 16

@@ -118,6 +118,10 @@ LM_API void lm_layer_set_trainable(lm_layer *layer, bool trainable);
  * Writing into them changes the layer. NULL past the end or before the layer is built. */
 LM_API lm_array *lm_layer_weight(const lm_layer *layer, int index, const char **name);
 
+/* Keras's layer.output: output k of the layer's call number node (0 for the first call);
+ * NULL if there is no such call. */
+LM_API lm_tensor *lm_layer_output(const lm_layer *layer, int node, int k);
+
 /* Frees every layer, tensor and model of the session and restarts automatic names. */
 LM_API void lm_session_clear(void);
 

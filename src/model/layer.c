@@ -288,6 +288,11 @@ void lm_layer_set_trainable(lm_layer *layer, bool trainable) {
     for (int i = 0; i < layer->model->n_layers; i++) lm_layer_set_trainable(layer->model->layers[i], trainable);
 }
 
+lm_tensor *lm_layer_output(const lm_layer *layer, int node, int k) {
+  if (!layer || node < 0 || node >= layer->n_nodes || k < 0 || k >= layer->nodes[node]->n_out) return NULL;
+  return layer->nodes[node]->outputs[k];
+}
+
 lm_array *lm_layer_weight(const lm_layer *layer, int index, const char **name) {
   if (!layer || index < 0 || index >= layer->n_weights) return NULL;
   if (name) *name = layer->weights[index]->name;

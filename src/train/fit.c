@@ -382,6 +382,35 @@ static int resolve_xy(lm_model *m, const char *fn, lm_feed *x, lm_feed *y, feeds
   return 0;
 }
 
+/* Rows [lo, hi) of a, without copying. */
+static lm_array *row_view(const lm_array *a, int64_t lo, int64_t hi) {
+  lm_shape s = a->shape;
+  s.dim[0] = hi - lo;
+  return lm_array_wrap(a->dtype, s, (char *)a->data + lo * (a->size / a->shape.dim[0]) * 4);
+}
+
+static void free_views(lm_array **views) {
+  for (int i = 0; i < 2 * LM_MAX_TENSORS; i++) lm_array_free(views[i]);
+}
+
+/* Shows callbacks the validation arrays, as Keras's callback.validation_data did. */
+static int share_validation(const lm_callbacks *cbs, const feeds *vx, const feeds *vy, int64_t lo, int64_t hi,
+                            lm_array **views) {
+  for (int i = 0; vx && i < vx->n; i++)
+    if (!(views[i] = row_view(vx->a[i], lo, hi))) return -1;
+  for (int i = 0; vy && i < vy->n; i++)
+    if (!(views[LM_MAX_TENSORS + i] = row_view(vy->a[i], lo, hi))) return -1;
+  for (int k = 0; k < cbs->n; k++) {
+    lm_callback *cb = cbs->cb[k];
+    if (!cb) continue;
+    cb->n_validation_x = vx ? vx->n : 0;
+    cb->n_validation_y = vy ? vy->n : 0;
+    for (int i = 0; i < cb->n_validation_x; i++) cb->validation_x[i] = views[i];
+    for (int i = 0; i < cb->n_validation_y; i++) cb->validation_y[i] = views[LM_MAX_TENSORS + i];
+  }
+  return 0;
+}
+
 static int verbosity(int v) { return v == LM_SILENT ? 0 : v == 0 ? 1 : v; }
 
 lm_history *lm_fit_opts_(lm_model *m, lm_feed x, lm_feed y, lm_fit_opts o) {
@@ -420,7 +449,8 @@ lm_history *lm_fit_opts_(lm_model *m, lm_feed x, lm_feed y, lm_fit_opts o) {
   int64_t *perm = lm__calloc((size_t)n_train, sizeof *perm);
   tracker *t = lm__calloc(1, sizeof *t);
   const lm_callbacks *cbs = &o.callbacks;
-  if (!h || !perm || !t) goto fail;
+  lm_array *val_views[2 * LM_MAX_TENSORS] = {0};
+  if (!h || !perm || !t || share_validation(cbs, val_x, val_y, val_lo, val_hi, val_views)) goto fail;
   for (int i = 0; i < cbs->n; i++)
     if (cbs->cb[i]) cbs->cb[i]->model = m;
   m->stop_training = false;
@@ -485,10 +515,12 @@ lm_history *lm_fit_opts_(lm_model *m, lm_feed x, lm_feed y, lm_fit_opts o) {
     if (lm__history_append(h, &logs)) goto fail;
   }
   EACH_CALLBACK(cbs, on_train_end, &logs);
+  free_views(val_views);
   free(perm);
   free(t);
   return h;
 fail:
+  free_views(val_views);
   free(perm);
   free(t);
   lm_history_free(h);
