@@ -45,7 +45,7 @@ typedef struct fx_case {
 typedef struct fx_file {
   fx_case *cases;
   int n_cases;
-  char error[512];
+  char error[8192]; /* room for a full path and a message */
 } fx_file;
 
 /* Writes $LAMINA_SOURCE_DIR/<relative> into buf (or <relative> from the working directory

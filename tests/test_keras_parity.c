@@ -455,7 +455,7 @@ static void train_case(fx_case *c, int *bad) {
   }
   check_scalar(c, "loss", lm_history_last(h, "loss"), need(c, "loss"), bad);
   for (int i = 0; i < na; i++) {
-    char what[128];
+    char what[1700];
     snprintf(what, sizeof what, "weight %s after the step", names_a[i]);
     check(c, what, lm_array_f32(weight_named(model, names_a[i])), after[i], bad);
   }
