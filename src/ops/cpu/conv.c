@@ -1,0 +1,509 @@
+/* Convolutions: a general one through im2col + GEMM, and a depthwise one with direct loops
+ * (see ops/conv.h). 1D inputs run as 2D ones of height 1. */
+#include "ops/conv.h"
+#include <cblas.h>
+
+/* im2col works on chunks of output rows whose column block holds about this many floats
+ * (4 MB): small enough to bound the scratch, large enough for an efficient GEMM. */
+#define COL_CHUNK_FLOATS ((int64_t)1 << 20)
+
+/* Everything the loops need, from concrete shapes; dims may be LM_NONE in shape rules. */
+typedef struct geom {
+  int64_t n, h, w, c;   /* input */
+  int64_t kh, kw, f;    /* kernel; f is filters (conv) or the depth multiplier (depthwise) */
+  int64_t oh, ow;       /* output */
+  int64_t sh, sw, dh, dw;
+  int64_t pt, pl;       /* padding before: top, left */
+  int spatial_rank;     /* 1 or 2 */
+} geom;
+
+/* Keras's output size along one axis; LM_NONE for an unknown input, <= 0 when the kernel
+ * does not fit. */
+static int64_t out_size(int64_t in, int64_t k, int64_t s, int64_t d, int same, int64_t *before) {
+  int64_t ek = (k - 1) * d + 1;
+  *before = 0;
+  if (in < 0) return LM_NONE;
+  if (!same) return in >= ek ? (in - ek) / s + 1 : 0;
+  int64_t o = (in + s - 1) / s, total = (o - 1) * s + ek - in;
+  *before = total > 0 ? total / 2 : 0;
+  return o;
+}
+
+static const char *kind_name(int depthwise) { return depthwise ? "depthwise convolution" : "convolution"; }
+
+/* Fills g from x's and the kernel's shapes and the attributes; on a misfit writes err. */
+static lm_status geom_from(const lm_attrs *a, lm_shape x, lm_dtype xdt, lm_shape k, int depthwise, geom *g,
+                           char *err, size_t len) {
+  char b1[96], b2[96];
+  if (xdt != LM_FLOAT32) {
+    snprintf(err, len, "a %s needs float32 input, got int32", kind_name(depthwise));
+    return LM_ERROR_VALUE;
+  }
+  if (x.rank != 3 && x.rank != 4) {
+    snprintf(err, len, "a %s needs an input of rank 3 (batch, steps, channels) or 4 (batch, rows, cols, channels), got %s",
+             kind_name(depthwise), lm_shape_format(x, b1, sizeof b1));
+    return LM_ERROR_SHAPE;
+  }
+  if (k.rank != x.rank) {
+    snprintf(err, len, "the kernel %s does not fit an input of rank %d", lm_shape_format(k, b1, sizeof b1), x.rank);
+    return LM_ERROR_SHAPE;
+  }
+  memset(g, 0, sizeof *g);
+  g->spatial_rank = x.rank - 2;
+  int two = g->spatial_rank == 2;
+  g->n = x.dim[0];
+  g->h = two ? x.dim[1] : 1;
+  g->w = x.dim[x.rank - 2];
+  g->c = x.dim[x.rank - 1];
+  g->kh = two ? k.dim[0] : 1;
+  g->kw = k.dim[k.rank - 3];
+  g->f = k.dim[k.rank - 1];
+  g->sh = a->i[0], g->sw = a->i[1], g->dh = a->i[2], g->dw = a->i[3];
+  if (g->sh < 1 || g->sw < 1 || g->dh < 1 || g->dw < 1 || (!two && (g->sh != 1 || g->dh != 1))) {
+    snprintf(err, len, "strides (%lld, %lld) and dilation rates (%lld, %lld) must be positive", (long long)g->sh,
+             (long long)g->sw, (long long)g->dh, (long long)g->dw);
+    return LM_ERROR_VALUE;
+  }
+  if (g->c < 0) {
+    snprintf(err, len, "the channels dimension of the input %s must be defined", lm_shape_format(x, b1, sizeof b1));
+    return LM_ERROR_SHAPE;
+  }
+  if (g->c != k.dim[k.rank - 2]) {
+    snprintf(err, len, "the input %s has %lld channels, the kernel %s expects %lld", lm_shape_format(x, b1, sizeof b1),
+             (long long)g->c, lm_shape_format(k, b2, sizeof b2), (long long)k.dim[k.rank - 2]);
+    return LM_ERROR_SHAPE;
+  }
+  int same = a->i[4] == LM_SAME;
+  g->oh = out_size(g->h, g->kh, g->sh, g->dh, same, &g->pt);
+  g->ow = out_size(g->w, g->kw, g->sw, g->dw, same, &g->pl);
+  if ((g->oh != LM_NONE && g->oh <= 0) || (g->ow != LM_NONE && g->ow <= 0)) {
+    if (two)
+      snprintf(err, len,
+               "computed output size would be zero or negative: input %s, kernel %s, strides (%lld, %lld), "
+               "dilation_rate (%lld, %lld), padding %s",
+               lm_shape_format(x, b1, sizeof b1), lm_shape_format(k, b2, sizeof b2), (long long)g->sh,
+               (long long)g->sw, (long long)g->dh, (long long)g->dw, same ? "same" : "valid");
+    else
+      snprintf(err, len,
+               "computed output size would be zero or negative: input %s, kernel %s, strides (%lld,), "
+               "dilation_rate (%lld,), padding %s",
+               lm_shape_format(x, b1, sizeof b1), lm_shape_format(k, b2, sizeof b2), (long long)g->sw,
+               (long long)g->dw, same ? "same" : "valid");
+    return LM_ERROR_SHAPE;
+  }
+  return LM_OK;
+}
+
+static lm_status check_count(int n, char *err, size_t len) {
+  if (n == 2 || n == 3) return LM_OK;
+  snprintf(err, len, "takes x, kernel and an optional bias, got %d inputs", n);
+  return LM_ERROR_VALUE;
+}
+
+static lm_status check_bias(const lm_shape *in, int n, int64_t channels, char *err, size_t len) {
+  if (n == 3 && (in[2].rank != 1 || in[2].dim[0] != channels)) {
+    char b1[96];
+    snprintf(err, len, "the bias %s does not match the %lld output channels", lm_shape_format(in[2], b1, sizeof b1),
+             (long long)channels);
+    return LM_ERROR_SHAPE;
+  }
+  return LM_OK;
+}
+
+static lm_shape out_shape(const geom *g, int64_t channels) {
+  if (g->spatial_rank == 2) return LM_SHAPE(g->n, g->oh, g->ow, channels);
+  return LM_SHAPE(g->n, g->ow, channels);
+}
+
+/* ---- General convolution ---- */
+
+static int is_direct(const geom *g) { /* a 1x1 kernel with stride 1: y = x W */
+  return g->kh == 1 && g->kw == 1 && g->sh == 1 && g->sw == 1;
+}
+
+static lm_status conv_shape(const lm_attrs *a, const lm_shape *in, const lm_dtype *dt, int n, lm_shape *out,
+                            lm_dtype *odt, char *err, size_t len) {
+  geom g;
+  lm_status st = check_count(n, err, len);
+  if (st == LM_OK) st = geom_from(a, in[0], dt[0], in[1], 0, &g, err, len);
+  if (st == LM_OK) st = check_bias(in, n, g.f, err, len);
+  if (st != LM_OK) return st;
+  out[0] = out_shape(&g, g.f);
+  /* The scratch: (2, output rows per chunk, output columns, kh * kw * c), where an output
+   * row is one (sample, oh). Half 0 holds the forward's columns, half 1 is backward's work
+   * area. */
+  if (is_direct(&g)) out[1] = LM_SHAPE(1);
+  else {
+    int64_t kkc = g.kh * g.kw * g.c, chunk = LM_NONE;
+    if (g.ow > 0) {
+      chunk = (a->i[5] > 0 ? a->i[5] : COL_CHUNK_FLOATS) / (g.ow * kkc);
+      if (chunk < 1) chunk = 1;
+      if (g.n > 0 && g.oh > 0 && chunk > g.n * g.oh) chunk = g.n * g.oh;
+    }
+    out[1] = LM_SHAPE(2, chunk, g.ow, kkc);
+  }
+  odt[0] = odt[1] = LM_FLOAT32;
+  return LM_OK;
+}
+
+static geom plan_geom(lm_plan *p, const lm_opnode *node) {
+  geom g;
+  char err[8];
+  geom_from(&node->a, p->shapes[node->in[0]], LM_FLOAT32, p->shapes[node->in[1]], 0, &g, err, sizeof err);
+  return g;
+}
+
+/* The output columns [*lo, *hi) whose tap at kernel offset `off` (kw * dw) lands inside
+ * an input row of length w. */
+static void inside(int64_t off, const geom *g, int64_t *lo, int64_t *hi) {
+  int64_t a = g->pl - off, b = g->w + g->pl - off; /* ow * sw must lie in [a, b) */
+  *lo = a > 0 ? (a + g->sw - 1) / g->sw : 0;
+  *hi = b > 0 ? (b + g->sw - 1) / g->sw : 0;
+  if (*hi > g->ow) *hi = g->ow;
+  if (*lo > *hi) *lo = *hi;
+}
+
+/* im2col for a few channels (the first layer on images): per kernel tap, one strided
+ * loop over the output row, instead of a tiny copy per tap and pixel. */
+static void im2col_few(const geom *g, const float *restrict x, int64_t u0, int64_t count, float *restrict col) {
+  const int64_t c = g->c, kkc = g->kh * g->kw * c;
+  for (int64_t u = u0; u < u0 + count; u++, col += g->ow * kkc) {
+    const int64_t oh = u % g->oh;
+    const float *xn = x + u / g->oh * g->h * g->w * c;
+    for (int64_t kh = 0; kh < g->kh; kh++) {
+      int64_t ih = oh * g->sh - g->pt + kh * g->dh;
+      for (int64_t kw = 0; kw < g->kw; kw++) {
+        float *dst = col + (kh * g->kw + kw) * c;
+        int64_t lo = 0, hi = 0;
+        if (ih >= 0 && ih < g->h) inside(kw * g->dw, g, &lo, &hi);
+        const float *src = xn + (ih * g->w + kw * g->dw - g->pl) * c;
+        /* channels outside, pixels inside: strided loops that stay loops (no memcpy calls) */
+        for (int64_t ci = 0; ci < c; ci++) {
+          for (int64_t ow = 0; ow < lo; ow++) dst[ow * kkc + ci] = 0;
+          for (int64_t ow = lo; ow < hi; ow++) dst[ow * kkc + ci] = src[ow * g->sw * c + ci];
+          for (int64_t ow = hi; ow < g->ow; ow++) dst[ow * kkc + ci] = 0;
+        }
+      }
+    }
+  }
+}
+
+/* Columns of output rows [u0, u0 + count), u = (sample, oh): matrix row (u, ow), column
+ * (kh, kw, c). */
+static void im2col(const geom *g, const float *restrict x, int64_t u0, int64_t count, float *restrict col) {
+  const int64_t c = g->c, kwc = g->kw * c;
+  if (c < 8) {
+    im2col_few(g, x, u0, count, col);
+    return;
+  }
+  for (int64_t u = u0; u < u0 + count; u++) {
+    const int64_t oh = u % g->oh;
+    const float *xn = x + u / g->oh * g->h * g->w * c;
+    for (int64_t ow = 0; ow < g->ow; ow++) {
+      int64_t iw0 = ow * g->sw - g->pl;
+      /* With dilation 1 a kernel row inside the image is one contiguous run. */
+      int whole_row = g->dw == 1 && iw0 >= 0 && iw0 + g->kw <= g->w;
+      for (int64_t kh = 0; kh < g->kh; kh++) {
+        int64_t ih = oh * g->sh - g->pt + kh * g->dh;
+        if (ih < 0 || ih >= g->h) {
+          memset(col, 0, (size_t)kwc * sizeof *col);
+          col += kwc;
+          continue;
+        }
+        const float *xr = xn + ih * g->w * c;
+        if (whole_row) {
+          memcpy(col, xr + iw0 * c, (size_t)kwc * sizeof *col);
+          col += kwc;
+          continue;
+        }
+        for (int64_t kw = 0; kw < g->kw; kw++, col += c) {
+          int64_t iw = iw0 + kw * g->dw;
+          if (iw < 0 || iw >= g->w) memset(col, 0, (size_t)c * sizeof *col);
+          else memcpy(col, xr + iw * c, (size_t)c * sizeof *col);
+        }
+      }
+    }
+  }
+}
+
+/* The adjoint of im2col: dx += the columns, summed where windows overlap. */
+static void col2im_add(const geom *g, const float *restrict col, int64_t u0, int64_t count, float *restrict dx) {
+  const int64_t c = g->c;
+  for (int64_t u = u0; u < u0 + count; u++) {
+    const int64_t oh = u % g->oh;
+    float *dxn = dx + u / g->oh * g->h * g->w * c;
+    for (int64_t ow = 0; ow < g->ow; ow++)
+      for (int64_t kh = 0; kh < g->kh; kh++) {
+        int64_t ih = oh * g->sh - g->pt + kh * g->dh;
+        if (ih < 0 || ih >= g->h) {
+          col += g->kw * c;
+          continue;
+        }
+        for (int64_t kw = 0; kw < g->kw; kw++, col += c) {
+          int64_t iw = ow * g->sw - g->pl + kw * g->dw;
+          if (iw < 0 || iw >= g->w) continue;
+          float *d = dxn + (ih * g->w + iw) * c;
+          for (int64_t ci = 0; ci < c; ci++) d[ci] += col[ci];
+        }
+      }
+  }
+}
+
+static void conv_fwd(lm_plan *p, const lm_opnode *node) {
+  geom g = plan_geom(p, node);
+  const float *x = lm__f(p, node->in[0]), *k = lm__f(p, node->in[1]);
+  const float *b = node->n_in == 3 ? lm__f(p, node->in[2]) : NULL;
+  float *y = lm__f(p, node->out[0]);
+  const int f = (int)g.f;
+  const float beta = b ? 1.0f : 0.0f; /* y starts from the bias */
+  if (is_direct(&g)) {
+    int64_t rows = g.n * g.oh * g.ow;
+    if (b)
+      for (int64_t r = 0; r < rows; r++) memcpy(y + r * f, b, (size_t)f * sizeof *y);
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)rows, f, (int)g.c, 1.0f, x, (int)g.c, k, f, beta, y,
+                f);
+    return;
+  }
+  const int kkc = (int)(g.kh * g.kw * g.c);
+  float *col = lm__f(p, node->out[1]);
+  int64_t chunk = p->shapes[node->out[1]].dim[1], units = g.n * g.oh;
+  for (int64_t u0 = 0; u0 < units; u0 += chunk) {
+    int64_t count = units - u0 < chunk ? units - u0 : chunk, rows = count * g.ow;
+    float *yc = y + u0 * g.ow * f;
+    if (b)
+      for (int64_t r = 0; r < rows; r++) memcpy(yc + r * f, b, (size_t)f * sizeof *y);
+    im2col(&g, x, u0, count, col);
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)rows, f, kkc, 1.0f, col, kkc, k, f, beta, yc, f);
+  }
+}
+
+static void conv_bwd(lm_plan *p, const lm_opnode *node) {
+  geom g = plan_geom(p, node);
+  const float *x = lm__f(p, node->in[0]), *k = lm__f(p, node->in[1]), *dy = lm__g(p, node->out[0]);
+  float *dx = lm__g(p, node->in[0]), *dk = lm__g(p, node->in[1]);
+  float *db = node->n_in == 3 ? lm__g(p, node->in[2]) : NULL;
+  if (!dy) return;
+  const int f = (int)g.f;
+  int64_t units = g.n * g.oh;
+  if (db)
+    for (int64_t r = 0; r < units * g.ow; r++)
+      for (int j = 0; j < f; j++) db[j] += dy[r * f + j];
+  if (is_direct(&g)) {
+    const int c = (int)g.c, rows = (int)(units * g.ow);
+    if (dk) cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, c, f, rows, 1.0f, x, c, dy, f, 1.0f, dk, f);
+    if (dx) cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, rows, c, f, 1.0f, dy, f, k, f, 1.0f, dx, c);
+    return;
+  }
+  const int kkc = (int)(g.kh * g.kw * g.c);
+  lm_shape ss = p->shapes[node->out[1]];
+  int64_t chunk = ss.dim[1];
+  /* Half 0 still holds the forward's last chunk; other chunks are rebuilt in half 1, which
+   * then takes the column gradients. Half 0 is never written, so backward can run twice. */
+  float *saved = lm__f(p, node->out[1]), *work = saved + lm_shape_size(ss) / 2;
+  int64_t last = (units - 1) / chunk * chunk;
+  for (int64_t u0 = 0; u0 < units; u0 += chunk) {
+    int64_t count = units - u0 < chunk ? units - u0 : chunk;
+    int rows = (int)(count * g.ow);
+    const float *dyc = dy + u0 * g.ow * f;
+    if (dk) {
+      const float *col = saved;
+      if (u0 != last) {
+        im2col(&g, x, u0, count, work);
+        col = work;
+      }
+      cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, kkc, f, rows, 1.0f, col, kkc, dyc, f, 1.0f, dk, f);
+    }
+    if (dx) {
+      cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, rows, kkc, f, 1.0f, dyc, f, k, f, 0.0f, work, kkc);
+      col2im_add(&g, work, u0, count, dx);
+    }
+  }
+}
+
+const lm_op_def lm__op_conv = {"conv", 2, conv_shape, conv_fwd, conv_bwd, 1u << 1};
+
+/* ---- Depthwise convolution ---- */
+
+static lm_status depthwise_shape(const lm_attrs *a, const lm_shape *in, const lm_dtype *dt, int n, lm_shape *out,
+                                 lm_dtype *odt, char *err, size_t len) {
+  geom g;
+  lm_status st = check_count(n, err, len);
+  if (st == LM_OK) st = geom_from(a, in[0], dt[0], in[1], 1, &g, err, len);
+  if (st == LM_OK) st = check_bias(in, n, g.c * g.f, err, len);
+  if (st != LM_OK) return st;
+  out[0] = out_shape(&g, g.c * g.f);
+  odt[0] = LM_FLOAT32;
+  return LM_OK;
+}
+
+static geom plan_geom_dw(lm_plan *p, const lm_opnode *node) {
+  geom g;
+  char err[8];
+  geom_from(&node->a, p->shapes[node->in[0]], LM_FLOAT32, p->shapes[node->in[1]], 1, &g, err, sizeof err);
+  return g;
+}
+
+/* The kernel taps [*lo, *hi) of output position o that fall inside the input (one axis). */
+static void taps(int64_t o, int64_t s, int64_t pad, int64_t d, int64_t k, int64_t in, int64_t *lo, int64_t *hi) {
+  int64_t start = o * s - pad;
+  *lo = start >= 0 ? 0 : (-start + d - 1) / d;
+  *hi = in - start > 0 ? (in - start + d - 1) / d : 0;
+  if (*hi > k) *hi = k;
+  if (*lo > *hi) *lo = *hi;
+}
+
+/* Channels [c0, c0 + nb) of one output pixel with multiplier 1, nb <= DW_BLOCK: the sums
+ * stay in registers across the taps (called with nb = DW_BLOCK, the loops unroll). */
+#define DW_BLOCK 16
+static inline void dw_block_m1(const geom *g, const float *xn, const float *k, const float *b, float *yp, int64_t c0,
+                               int nb, int64_t oh, int64_t ow, int64_t kh0, int64_t kh1, int64_t kw0, int64_t kw1) {
+  float acc[DW_BLOCK];
+  for (int j = 0; j < nb; j++) acc[j] = b ? b[c0 + j] : 0.0f;
+  for (int64_t kh = kh0; kh < kh1; kh++) {
+    int64_t ih = oh * g->sh - g->pt + kh * g->dh;
+    for (int64_t kw = kw0; kw < kw1; kw++) {
+      int64_t iw = ow * g->sw - g->pl + kw * g->dw;
+      const float *xp = xn + (ih * g->w + iw) * g->c + c0, *kp = k + (kh * g->kw + kw) * g->c + c0;
+      for (int j = 0; j < nb; j++) acc[j] += xp[j] * kp[j];
+    }
+  }
+  memcpy(yp + c0, acc, (size_t)nb * sizeof *acc);
+}
+
+static void depthwise_fwd(lm_plan *p, const lm_opnode *node) {
+  geom g = plan_geom_dw(p, node);
+  const float *x = lm__f(p, node->in[0]), *k = lm__f(p, node->in[1]);
+  const float *b = node->n_in == 3 ? lm__f(p, node->in[2]) : NULL;
+  float *y = lm__f(p, node->out[0]);
+  const int64_t c = g.c, m = g.f, cm = c * m;
+  for (int64_t n = 0; n < g.n; n++) {
+    const float *xn = x + n * g.h * g.w * c;
+    for (int64_t oh = 0; oh < g.oh; oh++) {
+      int64_t kh0, kh1;
+      taps(oh, g.sh, g.pt, g.dh, g.kh, g.h, &kh0, &kh1);
+      for (int64_t ow = 0; ow < g.ow; ow++) {
+        int64_t kw0, kw1;
+        taps(ow, g.sw, g.pl, g.dw, g.kw, g.w, &kw0, &kw1);
+        float *restrict yp = y + ((n * g.oh + oh) * g.ow + ow) * cm;
+        if (m == 1) {
+          int64_t c0 = 0;
+          for (; c0 + DW_BLOCK <= c; c0 += DW_BLOCK) dw_block_m1(&g, xn, k, b, yp, c0, DW_BLOCK, oh, ow, kh0, kh1, kw0, kw1);
+          if (c0 < c) dw_block_m1(&g, xn, k, b, yp, c0, (int)(c - c0), oh, ow, kh0, kh1, kw0, kw1);
+          continue;
+        }
+        /* Several multipliers: output channel j reads input channel j / m. */
+        if (b) memcpy(yp, b, (size_t)cm * sizeof *yp);
+        else memset(yp, 0, (size_t)cm * sizeof *yp);
+        for (int64_t kh = kh0; kh < kh1; kh++) {
+          int64_t ih = oh * g.sh - g.pt + kh * g.dh;
+          for (int64_t kw = kw0; kw < kw1; kw++) {
+            int64_t iw = ow * g.sw - g.pl + kw * g.dw;
+            const float *restrict xp = xn + (ih * g.w + iw) * c, *restrict kp = k + (kh * g.kw + kw) * cm;
+            for (int64_t ci = 0; ci < c; ci++)
+              for (int64_t mi = 0; mi < m; mi++) yp[ci * m + mi] += xp[ci] * kp[ci * m + mi];
+          }
+        }
+      }
+    }
+  }
+}
+
+/* dk[tap][c0, c0 + nb) += sum over output columns [lo, hi) of x * dy, for one output row
+ * and one tap: the sums stay in registers along the row. */
+static inline void dw_dk_block(const float *xr, const float *dyr, float *dkp, int64_t c, int64_t step, int64_t lo,
+                               int64_t hi, int64_t c0, int nb) {
+  float acc[DW_BLOCK] = {0};
+  for (int64_t ow = lo; ow < hi; ow++) {
+    const float *xp = xr + (ow - lo) * step + c0, *dp = dyr + ow * c + c0;
+    for (int j = 0; j < nb; j++) acc[j] += xp[j] * dp[j];
+  }
+  for (int j = 0; j < nb; j++) dkp[c0 + j] += acc[j];
+}
+
+/* Backward with multiplier 1, one output row and one tap at a time. */
+static void depthwise_bwd_m1(const geom *g, const float *x, const float *k, const float *dy, float *dx, float *dk,
+                             float *db) {
+  const int64_t c = g->c, step = g->sw * c;
+  for (int64_t n = 0; n < g->n; n++)
+    for (int64_t oh = 0; oh < g->oh; oh++) {
+      const float *dyr = dy + (n * g->oh + oh) * g->ow * c;
+      if (db)
+        for (int64_t ow = 0; ow < g->ow; ow++)
+          for (int64_t ci = 0; ci < c; ci++) db[ci] += dyr[ow * c + ci];
+      int64_t kh0, kh1;
+      taps(oh, g->sh, g->pt, g->dh, g->kh, g->h, &kh0, &kh1);
+      for (int64_t kh = kh0; kh < kh1; kh++) {
+        int64_t ih = oh * g->sh - g->pt + kh * g->dh;
+        for (int64_t kw = 0; kw < g->kw; kw++) {
+          int64_t lo, hi, tap = (kh * g->kw + kw) * c;
+          inside(kw * g->dw, g, &lo, &hi);
+          if (lo >= hi) continue;
+          int64_t at = ((n * g->h + ih) * g->w + lo * g->sw - g->pl + kw * g->dw) * c; /* x at column lo */
+          if (dk) {
+            int64_t c0 = 0;
+            for (; c0 + DW_BLOCK <= c; c0 += DW_BLOCK) dw_dk_block(x + at, dyr, dk + tap, c, step, lo, hi, c0, DW_BLOCK);
+            if (c0 < c) dw_dk_block(x + at, dyr, dk + tap, c, step, lo, hi, c0, (int)(c - c0));
+          }
+          if (dx) {
+            const float *restrict kp = k + tap;
+            for (int64_t ow = lo; ow < hi; ow++) {
+              float *restrict dxp = dx + at + (ow - lo) * step;
+              const float *restrict dp = dyr + ow * c;
+              for (int64_t ci = 0; ci < c; ci++) dxp[ci] += kp[ci] * dp[ci];
+            }
+          }
+        }
+      }
+    }
+}
+
+static void depthwise_bwd(lm_plan *p, const lm_opnode *node) {
+  geom g = plan_geom_dw(p, node);
+  const float *x = lm__f(p, node->in[0]), *k = lm__f(p, node->in[1]), *dy = lm__g(p, node->out[0]);
+  float *dx = lm__g(p, node->in[0]), *dk = lm__g(p, node->in[1]);
+  float *db = node->n_in == 3 ? lm__g(p, node->in[2]) : NULL;
+  if (!dy) return;
+  const int64_t c = g.c, m = g.f, cm = c * m;
+  if (m == 1) {
+    depthwise_bwd_m1(&g, x, k, dy, dx, dk, db);
+    return;
+  }
+  /* Several multipliers: per output pixel and tap. */
+  for (int64_t n = 0; n < g.n; n++) {
+    const float *xn = x + n * g.h * g.w * c;
+    float *dxn = dx ? dx + n * g.h * g.w * c : NULL;
+    for (int64_t oh = 0; oh < g.oh; oh++) {
+      int64_t kh0, kh1;
+      taps(oh, g.sh, g.pt, g.dh, g.kh, g.h, &kh0, &kh1);
+      for (int64_t ow = 0; ow < g.ow; ow++) {
+        int64_t kw0, kw1;
+        taps(ow, g.sw, g.pl, g.dw, g.kw, g.w, &kw0, &kw1);
+        const float *restrict dyp = dy + ((n * g.oh + oh) * g.ow + ow) * cm;
+        if (db)
+          for (int64_t j = 0; j < cm; j++) db[j] += dyp[j];
+        for (int64_t kh = kh0; kh < kh1; kh++) {
+          int64_t ih = oh * g.sh - g.pt + kh * g.dh;
+          for (int64_t kw = kw0; kw < kw1; kw++) {
+            int64_t iw = ow * g.sw - g.pl + kw * g.dw, tap = (kh * g.kw + kw) * cm, at = (ih * g.w + iw) * c;
+            const float *restrict xp = xn + at, *restrict kp = k + tap;
+            if (dk) {
+              float *restrict dkp = dk + tap;
+              for (int64_t ci = 0; ci < c; ci++)
+                for (int64_t mi = 0; mi < m; mi++) dkp[ci * m + mi] += xp[ci] * dyp[ci * m + mi];
+            }
+            if (dxn) {
+              float *restrict dxp = dxn + at;
+              for (int64_t ci = 0; ci < c; ci++) {
+                float s = 0;
+                for (int64_t mi = 0; mi < m; mi++) s += kp[ci * m + mi] * dyp[ci * m + mi];
+                dxp[ci] += s;
+              }
+            }
+          }
+        }
+      }
+    }
+  }
+}
+
+const lm_op_def lm__op_depthwise_conv = {"depthwise_conv", 1, depthwise_shape, depthwise_fwd, depthwise_bwd, 0};
