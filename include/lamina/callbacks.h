@@ -62,6 +62,129 @@ LM_API double lm_model_learning_rate(const lm_model *model);
 LM_API void lm_model_set_learning_rate(lm_model *model, double learning_rate);
 LM_API void lm_callback_free(lm_callback *cb);
 
+/* ---- Built-in callbacks: Keras's EarlyStopping, ReduceLROnPlateau, LearningRateScheduler,
+ * CSVLogger, TerminateOnNaN and LambdaCallback ----
+ *
+ * Each constructor returns a heap callback for lm_fit's .callbacks, freed with
+ * lm_callback_free, or NULL with lm_last_error() saying why. Strings given to a
+ * constructor are copied. A field left out is Keras's default (noted beside it). One
+ * callback may serve several fits, one at a time: each fit starts it afresh, as in Keras.
+ *
+ * Messages of verbose callbacks are Keras's, word for word, on stdout. Keras's warnings
+ * (an unknown mode, a monitored key missing from the logs) go to stderr as
+ * "UserWarning: <Keras's message>", once until the message changes.
+ *
+ * mode "auto" picks the direction from the monitored name, without "val_": "loss" or a
+ * name ending in "_loss" is minimized; one holding "acc" or "auc" (acc, accuracy,
+ * binary_accuracy, ..., auc, class_acc) is maximized; anything else (mae, mse) is
+ * minimized. That is Keras 3's answer for every metric lamina logs; where Keras 3 cannot
+ * tell (an output-prefixed name such as "val_class_acc", a key a callback added) it
+ * raises, and lamina uses the rule above. Improvements are compared in float32, as Keras
+ * compares them.
+ *
+ * The callbacks read the learning rate as Keras holds it (a float32), so that their
+ * messages and the "learning_rate" they log match Keras's digits. */
+
+typedef struct lm_early_stopping_opts {
+  int lm_opts_; /* keeps LM_OPTS() valid with no options; never set */
+  const char *monitor;       /* "val_loss" */
+  double min_delta;          /* 0; only its size counts */
+  int patience;              /* 0 */
+  int verbose;               /* 0; 1 prints "Epoch N: early stopping" and the restore */
+  const char *mode;          /* "auto"; "min", "max" */
+  /* Keras's baseline (default None): used when nonzero, or when has_baseline is set (for
+   * a baseline of exactly 0). Training stops after patience epochs that do not beat it. */
+  double baseline;
+  bool has_baseline;
+  bool restore_best_weights; /* keeps a copy of every weight of the best epoch in memory */
+  int start_from_epoch;      /* 0 */
+} lm_early_stopping_opts;
+#define lm_early_stopping(...) lm_early_stopping_new(LM_OPTS(lm_early_stopping_opts, __VA_ARGS__))
+LM_API lm_callback *lm_early_stopping_new(lm_early_stopping_opts opts);
+
+/* Multiplies the learning rate by factor after patience epochs without improvement, and
+ * logs the rate (before any change that epoch) as "learning_rate". */
+typedef struct lm_reduce_lr_on_plateau_opts {
+  int lm_opts_; /* keeps LM_OPTS() valid with no options; never set */
+  const char *monitor; /* "val_loss" */
+  double factor;       /* 0.1; must be in (0, 1): factor >= 1 is an error, as in Keras */
+  int patience;        /* 10; Keras's patience=0 acts as 1 (reduce after each plateau epoch) */
+  int verbose;         /* 0 */
+  const char *mode;    /* "auto"; "min", "max" */
+  double min_delta;    /* 1e-4; set zero_min_delta for Keras's min_delta=0 */
+  bool zero_min_delta;
+  int cooldown;        /* 0 */
+  double min_lr;       /* 0 */
+} lm_reduce_lr_on_plateau_opts;
+#define lm_reduce_lr_on_plateau(...)                                                        \
+  lm_reduce_lr_on_plateau_new(LM_OPTS(lm_reduce_lr_on_plateau_opts, __VA_ARGS__))
+LM_API lm_callback *lm_reduce_lr_on_plateau_new(lm_reduce_lr_on_plateau_opts opts);
+
+/* Keras's schedule(epoch, lr): the rate for epoch (0-based) given the current one; user is
+ * the options' user pointer. A NaN, infinite or negative rate stops training with
+ * lm_last_error() saying so. */
+typedef double (*lm_lr_schedule)(int epoch, double learning_rate, void *user);
+typedef struct lm_learning_rate_scheduler_opts {
+  int lm_opts_; /* keeps LM_OPTS() valid with no options; never set */
+  void *user;
+  int verbose; /* 0 */
+} lm_learning_rate_scheduler_opts;
+/* Sets the rate at each epoch's start; logs it as "learning_rate" at the epoch's end. */
+#define lm_learning_rate_scheduler(...) lm_learning_rate_scheduler_(__VA_ARGS__, )
+#define lm_learning_rate_scheduler_(schedule, ...)                                          \
+  lm_learning_rate_scheduler_new((schedule), LM_OPTS(lm_learning_rate_scheduler_opts, __VA_ARGS__))
+LM_API lm_callback *lm_learning_rate_scheduler_new(lm_lr_schedule schedule, lm_learning_rate_scheduler_opts opts);
+
+/* Streams each epoch's logs to a CSV file as Keras does: a header "epoch" then the logs'
+ * keys sorted (the first epoch's keys; when they hold no "val_" key, "val_<key>" columns
+ * follow, filled with NA), one row per epoch (0-based), floats written as Python writes
+ * them, "\r\n" line ends, flushed each row. A file that cannot be opened at the start of
+ * training stops it before the first epoch, with lm_last_error() saying why: fit then
+ * returns an empty History. */
+typedef struct lm_csv_logger_opts {
+  int lm_opts_; /* keeps LM_OPTS() valid with no options; never set */
+  char separator; /* ',' */
+  bool append;    /* keep the file's rows (and header) and add to them */
+} lm_csv_logger_opts;
+#define lm_csv_logger(...) lm_csv_logger_(__VA_ARGS__, )
+#define lm_csv_logger_(filename, ...) lm_csv_logger_new((filename), LM_OPTS(lm_csv_logger_opts, __VA_ARGS__))
+LM_API lm_callback *lm_csv_logger_new(const char *filename, lm_csv_logger_opts opts);
+
+/* Stops training when a batch's "loss" is NaN or infinite, printing "Batch N: Invalid
+ * loss, terminating training". (fit itself refuses an update whose loss is not finite and
+ * fails; this callback serves loops that log such losses.) raise_error: no message, and
+ * lm_last_error() holds Keras's RuntimeError text instead; training stops the same way. */
+typedef struct lm_terminate_on_nan_opts {
+  int lm_opts_; /* keeps LM_OPTS() valid with no options; never set */
+  bool raise_error;
+} lm_terminate_on_nan_opts;
+#define lm_terminate_on_nan(...) lm_terminate_on_nan_new(LM_OPTS(lm_terminate_on_nan_opts, __VA_ARGS__))
+LM_API lm_callback *lm_terminate_on_nan_new(lm_terminate_on_nan_opts opts);
+
+/* Keras's LambdaCallback: plain functions for any hook, each given Keras's arguments and
+ * the user pointer. free_user, if set, is called on user by lm_callback_free. */
+typedef struct lm_lambda_callback_opts {
+  int lm_opts_; /* keeps LM_OPTS() valid with no options; never set */
+  void (*on_train_begin)(const lm_logs *logs, void *user);
+  void (*on_train_end)(const lm_logs *logs, void *user);
+  void (*on_epoch_begin)(int epoch, const lm_logs *logs, void *user);
+  void (*on_epoch_end)(int epoch, const lm_logs *logs, void *user);
+  void (*on_train_batch_begin)(int batch, const lm_logs *logs, void *user);
+  void (*on_train_batch_end)(int batch, const lm_logs *logs, void *user);
+  void (*on_test_begin)(const lm_logs *logs, void *user);
+  void (*on_test_end)(const lm_logs *logs, void *user);
+  void (*on_test_batch_begin)(int batch, const lm_logs *logs, void *user);
+  void (*on_test_batch_end)(int batch, const lm_logs *logs, void *user);
+  void (*on_predict_begin)(const lm_logs *logs, void *user);
+  void (*on_predict_end)(const lm_logs *logs, void *user);
+  void (*on_predict_batch_begin)(int batch, const lm_logs *logs, void *user);
+  void (*on_predict_batch_end)(int batch, const lm_logs *logs, void *user);
+  void *user;
+  void (*free_user)(void *user);
+} lm_lambda_callback_opts;
+#define lm_lambda_callback(...) lm_lambda_callback_new(LM_OPTS(lm_lambda_callback_opts, __VA_ARGS__))
+LM_API lm_callback *lm_lambda_callback_new(lm_lambda_callback_opts opts);
+
 #ifdef __cplusplus
 }
 #endif

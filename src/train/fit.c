@@ -504,14 +504,15 @@ lm_history *lm_fit_opts_(lm_model *m, lm_feed x, lm_feed y, lm_fit_opts o) {
       tracker_logs(t, m, c, "", &logs);
       EACH_CALLBACK(cbs, on_train_batch_end, (int)step, &logs);
       if (verbose == 1 && step + 1 < steps) progbar_show(&bar, step + 1, &logs, 0);
+      if (m->stop_training) break; /* a callback stopped training mid-epoch: Keras ends the epoch here */
     }
     if (val_x) {
       lm_program *vp = train_program(m, val_y);
       if (!vp || run_test(m, vp, val_x, val_y, val_lo, val_hi, batch_size, cbs, NULL, "val_", &logs)) goto fail;
       p = c->train;
     }
-    if (verbose) progbar_show(&bar, steps, &logs, 1);
     EACH_CALLBACK(cbs, on_epoch_end, epoch, &logs);
+    if (verbose) progbar_show(&bar, steps, &logs, 1); /* after the callbacks, as Keras's ProgbarLogger comes last */
     if (lm__history_append(h, &logs)) goto fail;
   }
   EACH_CALLBACK(cbs, on_train_end, &logs);
