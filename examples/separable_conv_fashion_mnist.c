@@ -33,7 +33,7 @@ static lm_array *labels(lm_array *a, int64_t n) {
 
 int main(int argc, char **argv) {
   const char *dir = "/usr/share/datasets/fashion-mnist";
-  int epochs = 12;
+  int epochs = 10;
   int64_t samples = 0;
   for (int i = 1; i + 1 < argc; i += 2) {
     if (!strcmp(argv[i], "--data")) dir = argv[i + 1];
@@ -69,8 +69,11 @@ int main(int argc, char **argv) {
   lm_summary(model, stdout);
   lm_compile(model, .optimizer = lm_adam(), .loss = LM_LOSSES("sparse_categorical_crossentropy"),
              .metrics = LM_METRICS("acc"));
+  /* Halving the rate when validation stalls steadies the last epochs. */
+  lm_callback *reduce_lr = lm_reduce_lr_on_plateau(.factor = 0.5, .patience = 1, .verbose = 1);
   lm_history *h = lm_fit(model, LM_FEED(x_train), LM_FEED(y_train), .epochs = epochs, .batch_size = 128,
-                         .validation_split = 0.1);
+                         .validation_split = 0.1, .callbacks = LM_CALLBACKS(reduce_lr));
+  lm_callback_free(reduce_lr);
   lm_history *test = h ? lm_evaluate(model, LM_FEED(x_test), LM_FEED(y_test), .batch_size = 500, .verbose = LM_SILENT) : NULL;
   if (!test) {
     fprintf(stderr, "%s\n", lm_last_error());

@@ -8,4 +8,6 @@
 #include <lamina/train.h>
 #include <lamina/io.h>
 #include <lamina/applications.h>
+#include <lamina/plot.h>
+#include <lamina/tensorboard.h>
 #endif

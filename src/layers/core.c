@@ -1,5 +1,5 @@
 /* Core layers: Input, Dense, Activation, Dropout, Flatten, Reshape. */
-#include "model/internal.h"
+#include "io/model_config.h"
 
 /* ---- InputLayer ---- */
 static const lm_layer_vt input_vt = {.class_name = "InputLayer", .prefix = "input", .one_based = true};
@@ -83,7 +83,21 @@ static int dense_emit(lm_layer *layer, lm_graph *g, const int *in, int n, int *o
   return z < 0 ? -1 : 1;
 }
 
-static const lm_layer_vt dense_vt = {.class_name = "Dense", .prefix = "dense", .build = dense_build, .emit = dense_emit, .arity = 1, .passes_mask = true};
+static void dense_config(const lm_layer *layer, lm_json *j) {
+  const dense_layer *d = (const dense_layer *)layer;
+  lm__json_kv_int(j, "units", d->units);
+  lm__json_kv_activation(j, "activation", layer->activation);
+  lm__json_kv_bool(j, "use_bias", !d->opts.no_bias);
+  lm__json_kv_initializer(j, "kernel_initializer", d->opts.kernel_initializer, LM_GLOROT_UNIFORM);
+  lm__json_kv_initializer(j, "bias_initializer", d->opts.bias_initializer, LM_ZEROS);
+  lm__json_kv_null(j, "kernel_regularizer");
+  lm__json_kv_null(j, "bias_regularizer");
+  lm__json_kv_null(j, "kernel_constraint");
+  lm__json_kv_null(j, "bias_constraint");
+  lm__json_kv_null(j, "quantization_config");
+}
+
+static const lm_layer_vt dense_vt = {.class_name = "Dense", .prefix = "dense", .build = dense_build, .emit = dense_emit, .arity = 1, .passes_mask = true, .get_config = dense_config};
 
 lm_layer *lm_dense_new(int units, lm_dense_opts opts) {
   if (units <= 0)
@@ -105,7 +119,9 @@ static int activation_emit(lm_layer *layer, lm_graph *g, const int *in, int n, i
   return out[0] < 0 ? -1 : 1;
 }
 
-static const lm_layer_vt activation_vt = {.class_name = "Activation", .prefix = "activation", .emit = activation_emit, .arity = 1, .passes_mask = true};
+static void activation_config(const lm_layer *layer, lm_json *j) { lm__json_kv_activation(j, "activation", layer->activation); }
+
+static const lm_layer_vt activation_vt = {.class_name = "Activation", .prefix = "activation", .emit = activation_emit, .arity = 1, .passes_mask = true, .get_config = activation_config};
 
 lm_layer *lm_activation_layer_new(lm_activation activation, lm_layer_opts opts) {
   if ((unsigned)activation > LM_SWISH)
@@ -120,6 +136,7 @@ typedef struct dropout_layer {
   lm_layer base;
   double rate;
   uint64_t seed;
+  uint64_t user_seed; /* as given; 0 is Keras's seed=None */
 } dropout_layer;
 
 static int dropout_emit(lm_layer *layer, lm_graph *g, const int *in, int n, int *out) {
@@ -131,7 +148,15 @@ static int dropout_emit(lm_layer *layer, lm_graph *g, const int *in, int n, int 
   return 1;
 }
 
-static const lm_layer_vt dropout_vt = {.class_name = "Dropout", .prefix = "dropout", .emit = dropout_emit, .arity = 1, .passes_mask = true};
+static void dropout_config(const lm_layer *layer, lm_json *j) {
+  const dropout_layer *d = (const dropout_layer *)layer;
+  lm__json_kv_double(j, "rate", d->rate);
+  if (d->user_seed) lm__json_kv_int(j, "seed", (int64_t)d->user_seed);
+  else lm__json_kv_null(j, "seed");
+  lm__json_kv_null(j, "noise_shape");
+}
+
+static const lm_layer_vt dropout_vt = {.class_name = "Dropout", .prefix = "dropout", .emit = dropout_emit, .arity = 1, .passes_mask = true, .get_config = dropout_config};
 
 lm_layer *lm_dropout_new(double rate, lm_dropout_opts opts) {
   if (!(rate >= 0 && rate < 1))
@@ -142,6 +167,7 @@ lm_layer *lm_dropout_new(double rate, lm_dropout_opts opts) {
   dropout_layer *d = (dropout_layer *)lm__layer_new(sizeof *d, &dropout_vt, opts.name);
   if (!d) return NULL;
   d->rate = rate;
+  d->user_seed = opts.seed;
   /* Drawn now, so that the stream follows lm_set_seed and the layer's creation order. */
   d->seed = opts.seed ? opts.seed : lm__rng_next(lm__global_rng()) >> 1;
   return &d->base;
@@ -161,8 +187,15 @@ static int reshape_emit(lm_layer *layer, lm_graph *g, const int *in, int n, int 
   return out[0] < 0 ? -1 : 1;
 }
 
-static const lm_layer_vt flatten_vt = {.class_name = "Flatten", .prefix = "flatten", .emit = reshape_emit, .arity = 1};
-static const lm_layer_vt reshape_vt = {.class_name = "Reshape", .prefix = "reshape", .emit = reshape_emit, .arity = 1};
+static void flatten_config(const lm_layer *layer, lm_json *j) { lm__json_kv_string(j, "data_format", "channels_last"); }
+
+static void reshape_config(const lm_layer *layer, lm_json *j) {
+  const reshape_layer *r = (const reshape_layer *)layer;
+  lm__json_kv_ints(j, "target_shape", r->target.dim, r->target.rank);
+}
+
+static const lm_layer_vt flatten_vt = {.class_name = "Flatten", .prefix = "flatten", .emit = reshape_emit, .arity = 1, .get_config = flatten_config};
+static const lm_layer_vt reshape_vt = {.class_name = "Reshape", .prefix = "reshape", .emit = reshape_emit, .arity = 1, .get_config = reshape_config};
 
 lm_layer *lm_flatten_new(lm_layer_opts opts) {
   reshape_layer *r = (reshape_layer *)lm__layer_new(sizeof *r, &flatten_vt, opts.name);

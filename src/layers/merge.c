@@ -1,5 +1,5 @@
 /* Merge layers: Concatenate, Add, Subtract, Multiply, Average, Maximum. */
-#include "model/internal.h"
+#include "io/model_config.h"
 
 typedef struct merge_layer {
   lm_layer base;
@@ -43,7 +43,9 @@ static const lm_layer_vt subtract_vt = {.class_name = "Subtract", .prefix = "sub
 static const lm_layer_vt multiply_vt = {.class_name = "Multiply", .prefix = "multiply", .emit = binary_emit};
 static const lm_layer_vt maximum_vt = {.class_name = "Maximum", .prefix = "maximum", .emit = binary_emit};
 static const lm_layer_vt average_vt = {.class_name = "Average", .prefix = "average", .emit = average_emit};
-static const lm_layer_vt concat_vt = {.class_name = "Concatenate", .prefix = "concatenate", .emit = concat_emit};
+static void concat_config(const lm_layer *layer, lm_json *j) { lm__json_kv_int(j, "axis", ((const merge_layer *)layer)->axis); }
+
+static const lm_layer_vt concat_vt = {.class_name = "Concatenate", .prefix = "concatenate", .emit = concat_emit, .get_config = concat_config};
 
 static lm_layer *merge_new(const lm_layer_vt *vt, int kind, const char *name) {
   merge_layer *m = (merge_layer *)lm__layer_new(sizeof *m, vt, name);

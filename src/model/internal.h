@@ -13,6 +13,7 @@ struct lm_weight {
 };
 
 typedef struct lm_node lm_node;
+typedef struct lm_json lm_json; /* src/io/model_config.h */
 
 typedef struct lm_layer_vt {
   const char *class_name; /* Keras's class name: "Dense" */
@@ -25,6 +26,9 @@ typedef struct lm_layer_vt {
   bool one_based; /* automatic names start at _1 (Keras's input_1) */
   int arity;      /* inputs a call takes; 0 for any number (merge layers, models) */
   bool passes_mask; /* outputs keep the first input's timestep mask (Keras supports_masking) */
+  /* Writes the class's own fields of Keras's get_config(), after name, trainable and dtype
+   * (src/io/model_config.h); NULL when it has none. */
+  void (*get_config)(const lm_layer *layer, lm_json *j);
 } lm_layer_vt;
 
 struct lm_layer {

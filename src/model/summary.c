@@ -1,21 +1,28 @@
 /* model.summary() in tf-keras's plain-text layout. */
 #include "model/internal.h"
+#include <lamina/plot.h>
 
-/* tf-keras's print_row: columns end at positions[], long fields wrap at ")," "]," "'," */
-static void print_row(FILE *out, const char *const *fields, const int *positions, int n) {
-  const char *left[4];
-  for (int c = 0; c < n; c++) left[c] = fields[c];
+/* tf-keras 2.11's print_row: columns end at positions[]; long fields wrap after the first
+ * ")," "}," "]," or "',"; rows of nested models are framed by nested_level '|' on each side. */
+static void print_row(FILE *out, const char *const *fields, const int *positions, int n, int nested) {
+  const char *left[5];
+  size_t need = (size_t)positions[n - 1] + 2 * (size_t)nested + 8;
+  for (int c = 0; c < n; c++) {
+    left[c] = fields[c];
+    need += strlen(fields[c]) + 4;
+  }
+  char *line = malloc(need);
+  if (!line) return;
   for (;;) {
     int any = 0;
     for (int c = 0; c < n; c++) any |= *left[c] != 0;
     if (!any) break;
-    char line[512];
     int len = 0;
     for (int c = 0; c < n; c++) {
       int start = c ? positions[c - 1] : 0, end = positions[c];
       int space = c != n - 1 ? 2 : 0, cutoff = end - start - space;
       int avail = (int)strlen(left[c]);
-      int take = avail < cutoff ? avail : cutoff;
+      int take = cutoff < 0 ? 0 : avail < cutoff ? avail : cutoff;
       int best = -1;
       static const char *const breaks[] = {"),", "},", "],", "',"};
       for (int b = 0; b < 4; b++) {
@@ -27,16 +34,21 @@ static void print_row(FILE *out, const char *const *fields, const int *positions
         }
       }
       if (best > 0) take = best;
-      if (c == 0) line[len++] = ' ';
+      if (c == 0) {
+        for (int k = 0; k < nested; k++) line[len++] = '|';
+        line[len++] = ' ';
+      }
       memcpy(line + len, left[c], (size_t)take);
       len += take;
       for (int s = 0; s < space; s++) line[len++] = ' ';
       left[c] += take;
-      while (len < end && len < (int)sizeof line - 1) line[len++] = ' ';
+      while (len < end - nested) line[len++] = ' ';
     }
+    for (int k = 0; k < nested; k++) line[len++] = '|';
     line[len] = 0;
     fprintf(out, "%s\n", line);
   }
+  free(line);
 }
 
 static void output_shape_text(const lm_layer *layer, char *buf, size_t len) {
@@ -101,54 +113,108 @@ static void thousands(int64_t v, char *buf, size_t len) {
   buf[at] = 0;
 }
 
-void lm_summary(const lm_model *model, FILE *out) {
-  if (!model || !out) return;
+typedef struct summary_ctx {
+  FILE *out;
+  const lm_model *top;
+  bool seq, expand_nested, show_trainable;
+  int line_length, n_cols;
+  int positions[5];
+} summary_ctx;
+
+/* '|' * left + fill * width + '|' * right, fill being one UTF-8 character. */
+static void frame_line(FILE *out, int left, const char *fill, int width, int right) {
+  for (int i = 0; i < left; i++) fputc('|', out);
+  for (int i = 0; i < width; i++) fputs(fill, out);
+  for (int i = 0; i < right; i++) fputc('|', out);
+  fputc('\n', out);
+}
+
+static void print_layer(summary_ctx *s, const lm_layer *layer, int nested, bool is_nested_last) {
+  char name[300], shape[512], params[32], conn[2048] = "[";
+  snprintf(name, sizeof name, "%s (%s)", layer->name, layer->vt->class_name);
+  output_shape_text(layer, shape, sizeof shape);
+  snprintf(params, sizeof params, "%lld", (long long)lm_layer_count_params(layer));
+  /* Connections are looked up among the top model's nodes, as tf-keras does: a layer inside
+   * an expanded nested model shows []. */
+  size_t at = 1;
+  for (int k = 0; k < layer->n_nodes; k++) {
+    const lm_node *node = layer->nodes[k];
+    if (!node_in_model(s->top, node)) continue;
+    for (int j = 0; j < node->n_in && at < sizeof conn; j++)
+      at += (size_t)snprintf(conn + at, sizeof conn - at, "%s'%s[%d][%d]'", at > 1 ? ", " : "",
+                             node->inputs[j]->node->layer->name, node->inputs[j]->node->index,
+                             node->inputs[j]->index);
+  }
+  if (at < sizeof conn - 1) conn[at++] = ']', conn[at] = 0;
+  const char *fields[5] = {name, shape, params};
+  int n = 3;
+  if (!s->seq) fields[n++] = conn;
+  if (s->show_trainable) fields[n++] = layer->trainable ? "Y" : "N";
+  print_row(s->out, fields, s->positions, n, nested);
+
+  const lm_model *sub = layer->model;
+  if (s->expand_nested && sub && sub->n_layers) {
+    int L = s->line_length;
+    frame_line(s->out, nested + 1, "\xc2\xaf", L - 2 * nested - 2, nested + 1);
+    for (int i = 0; i < sub->n_layers; i++) print_layer(s, sub->layers[i], nested + 1, i == sub->n_layers - 1);
+    frame_line(s->out, nested, "\xc2\xaf", L - 2 * nested, nested);
+    is_nested_last = true; /* tf-keras reuses the flag its loop left set: no blank row follows */
+  }
+  if (!is_nested_last) frame_line(s->out, nested, " ", s->line_length - 2 * nested, nested);
+}
+
+lm_status lm_summary_opts_(const lm_model *model, FILE *out, lm_summary_opts opts) {
+  if (!model || !out) return lm__fail(NULL, LM_ERROR_VALUE, "summary: the model or the stream is NULL");
   if (model->base.err.code) {
     fprintf(out, "Model \"%s\" could not be built: %s\n", model->base.name, model->base.err.msg);
-    return;
+    return model->base.err.code;
   }
-  int seq = sequential_like(model);
-  int line_length = seq ? 65 : 98;
-  int positions[4] = {29, 55, 65, 0};
-  if (!seq) positions[0] = 32, positions[1] = 53, positions[2] = 65, positions[3] = 98;
-  int n_cols = seq ? 3 : 4;
-  char rule[128];
+  summary_ctx s = {.out = out, .top = model, .expand_nested = opts.expand_nested, .show_trainable = opts.show_trainable};
+  s.seq = sequential_like(model);
+  s.n_cols = s.seq ? 3 : 4;
+  s.line_length = opts.line_length > 0 ? opts.line_length : s.seq ? 65 : 98;
+  static const double seq_pos[3] = {0.45, 0.85, 1.0}, graph_pos[4] = {0.33, 0.55, 0.67, 1.0};
+  int n_given = 0;
+  while (n_given < 4 && opts.positions[n_given] > 0) n_given++;
+  if (n_given && n_given != s.n_cols)
+    return lm__fail(NULL, LM_ERROR_VALUE, "summary: model \"%s\" has %d columns, but %d positions were given",
+                    model->base.name, s.n_cols, n_given);
+  const double *pos = n_given ? opts.positions : s.seq ? seq_pos : graph_pos;
+  bool relative = pos[s.n_cols - 1] <= 1;
+  for (int c = 0; c < s.n_cols; c++) {
+    double p = relative ? s.line_length * pos[c] : pos[c];
+    /* Every column must take at least one character besides its two spaces, or a long
+     * field would never be printed to its end. */
+    int min_width = c == s.n_cols - 1 && !s.show_trainable ? 1 : 3;
+    if (!(p >= 1 && p <= 100000) || (int)p - (c ? s.positions[c - 1] : 0) < min_width)
+      return lm__fail(NULL, LM_ERROR_VALUE,
+                      "summary: column %d would end at %g; positions must increase by at least %d within 1..100000", c,
+                      p, min_width);
+    s.positions[c] = (int)p;
+  }
+  if (s.show_trainable) {
+    s.line_length += 11;
+    s.positions[s.n_cols] = s.line_length;
+  }
+  int n_fields = s.n_cols + (s.show_trainable ? 1 : 0);
+  int L = s.line_length;
   fprintf(out, "Model: \"%s\"\n", model->base.name);
-  memset(rule, '_', (size_t)line_length);
-  rule[line_length] = 0;
-  fprintf(out, "%s\n", rule);
-  const char *header[4] = {"Layer (type)", "Output Shape", "Param #", "Connected to"};
-  print_row(out, header, positions, n_cols);
-  memset(rule, '=', (size_t)line_length);
-  fprintf(out, "%s\n", rule);
-  for (int i = 0; i < model->n_layers; i++) {
-    const lm_layer *layer = model->layers[i];
-    char name[300], shape[512], params[32], conn[2048] = "[";
-    snprintf(name, sizeof name, "%s (%s)", layer->name, layer->vt->class_name);
-    output_shape_text(layer, shape, sizeof shape);
-    snprintf(params, sizeof params, "%lld", (long long)lm_layer_count_params(layer));
-    size_t at = 1;
-    for (int k = 0; k < layer->n_nodes; k++) {
-      const lm_node *node = layer->nodes[k];
-      if (!node_in_model(model, node)) continue;
-      for (int j = 0; j < node->n_in && at < sizeof conn; j++)
-        at += (size_t)snprintf(conn + at, sizeof conn - at, "%s'%s[%d][%d]'", at > 1 ? ", " : "",
-                               node->inputs[j]->node->layer->name, node->inputs[j]->node->index,
-                               node->inputs[j]->index);
-    }
-    if (at < sizeof conn - 1) conn[at++] = ']', conn[at] = 0;
-    const char *fields[4] = {name, shape, params, conn};
-    print_row(out, fields, positions, n_cols);
-    fprintf(out, "%*s\n", line_length, "");
-  }
-  memset(rule, '=', (size_t)line_length);
-  fprintf(out, "%s\n", rule);
+  frame_line(out, 0, "_", L, 0);
+  const char *header[5] = {"Layer (type)", "Output Shape", "Param #"};
+  header[3] = s.seq ? "Trainable" : "Connected to";
+  header[4] = "Trainable";
+  print_row(out, header, s.positions, n_fields, 0);
+  frame_line(out, 0, "=", L, 0);
+  for (int i = 0; i < model->n_layers; i++) print_layer(&s, model->layers[i], 0, false);
+  frame_line(out, 0, "=", L, 0);
   int64_t total = lm_model_count_params(model), trainable = lm_model_count_trainable_params(model);
   char a[32], b[32], c[32];
   thousands(total, a, sizeof a);
   thousands(trainable, b, sizeof b);
   thousands(total - trainable, c, sizeof c);
   fprintf(out, "Total params: %s\nTrainable params: %s\nNon-trainable params: %s\n", a, b, c);
-  memset(rule, '_', (size_t)line_length);
-  fprintf(out, "%s\n", rule);
+  frame_line(out, 0, "_", L, 0);
+  return LM_OK;
 }
+
+void lm_summary(const lm_model *model, FILE *out) { lm_summary_opts_(model, out, (lm_summary_opts){0}); }
