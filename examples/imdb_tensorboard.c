@@ -17,8 +17,8 @@
  * Options: --data CSV (skip the fetch), --samples N, --epochs N, --patience N (EarlyStopping
  * on val_acc, default 3), --logdir DIR,
  * --plot FILE (the model's picture, as plot_model), --optional-data (exit 0 with
- * "skipped: no corpus" when the corpus cannot be had). Keras's ModelCheckpoint is not in
- * lamina yet, so unlike the chapter's callback list this one has none. */
+ * "skipped: no corpus" when the corpus cannot be had). As in the chapter, ModelCheckpoint
+ * keeps the best model (by val_loss) in LOGDIR/best_model.keras. */
 #define _POSIX_C_SOURCE 200809L /* popen, mkdir */
 #include <lamina/lamina.h>
 #include <lamina/plot.h>
@@ -195,12 +195,15 @@ int main(int argc, char **argv) {
       lm_tensorboard(.log_dir = logdir, .histogram_freq = 1, .embeddings_freq = 1,
                      .embeddings_metadata = LM_METADATA_DICT("embed", "words.tsv"));
   lm_callback *early_stopping = lm_early_stopping(.monitor = "val_acc", .patience = patience, .verbose = 1);
-  if (!tensorboard || !early_stopping) {
+  char best_path[1024];
+  snprintf(best_path, sizeof best_path, "%s/best_model.keras", logdir);
+  lm_callback *checkpoint = lm_model_checkpoint(best_path, .monitor = "val_loss", .save_best_only = true);
+  if (!tensorboard || !early_stopping || !checkpoint) {
     fprintf(stderr, "imdb_tensorboard: %s\n", lm_last_error());
     return 1;
   }
   lm_history *h = lm_fit(model, LM_FEED(x_train), LM_FEED(y_train), .epochs = epochs, .batch_size = 128,
-                         .validation_split = 0.2, .callbacks = LM_CALLBACKS(tensorboard, early_stopping));
+                         .validation_split = 0.2, .callbacks = LM_CALLBACKS(tensorboard, early_stopping, checkpoint));
   if (!h || lm_history_n_epochs(h) == 0) {
     fprintf(stderr, "imdb_tensorboard: fit: %s\n", lm_last_error());
     return 1;
@@ -212,13 +215,14 @@ int main(int argc, char **argv) {
   }
   printf("Test: loss %.4f - acc %.4f (%lld reviews)\n", lm_history_last(test, "loss"), lm_history_last(test, "acc"),
          (long long)n_test);
-  printf("Logs in %s: tensorboard --logdir %s\n", logdir, logdir);
+  printf("Logs in %s: tensorboard --logdir %s; best model in %s\n", logdir, logdir, best_path);
   int ok = lm_history_last(h, "loss") == lm_history_last(h, "loss"); /* not NaN */
 
   lm_history_free(test);
   lm_history_free(h);
   lm_callback_free(tensorboard);
   lm_callback_free(early_stopping);
+  lm_callback_free(checkpoint);
   lm_array_free(x_train);
   lm_array_free(y_train);
   lm_array_free(x_test);

@@ -185,6 +185,48 @@ typedef struct lm_lambda_callback_opts {
 #define lm_lambda_callback(...) lm_lambda_callback_new(LM_OPTS(lm_lambda_callback_opts, __VA_ARGS__))
 LM_API lm_callback *lm_lambda_callback_new(lm_lambda_callback_opts opts);
 
+/* ---- ModelCheckpoint and BackupAndRestore (they save through include/lamina/saving.h) ---- */
+
+/* Keras's ModelCheckpoint(filepath, ...): filepath is a template formatted as Python's
+ * str.format with epoch (1-based), batch (with save_freq) and the logs' keys, e.g.
+ * "weights.{epoch:02d}-{val_loss:.2f}.weights.h5". It must end in ".keras" or ".h5" (a
+ * full model) or, with save_weights_only, in ".weights.h5". Files are written to a
+ * temporary name and renamed, so an interrupted save never replaces a good checkpoint. A
+ * save that fails stops training with lm_last_error() saying why. */
+typedef struct lm_model_checkpoint_opts {
+  int lm_opts_; /* keeps LM_OPTS() valid with no options; never set */
+  const char *monitor; /* "val_loss" */
+  int verbose;         /* 0; 1 prints Keras's messages */
+  bool save_best_only;
+  bool save_weights_only;
+  const char *mode; /* "auto"; "min", "max" */
+  int save_freq;    /* 0: every epoch (Keras's "epoch"); N: every N batches */
+  /* Keras's initial_value_threshold (default None): used when nonzero, or when
+   * has_initial_value_threshold is set (for exactly 0). */
+  double initial_value_threshold;
+  bool has_initial_value_threshold;
+} lm_model_checkpoint_opts;
+#define lm_model_checkpoint(...) lm_model_checkpoint_(__VA_ARGS__, )
+#define lm_model_checkpoint_(filepath, ...) lm_model_checkpoint_new((filepath), LM_OPTS(lm_model_checkpoint_opts, __VA_ARGS__))
+LM_API lm_callback *lm_model_checkpoint_new(const char *filepath, lm_model_checkpoint_opts opts);
+
+/* Keras's BackupAndRestore(backup_dir): saves latest.weights.h5 (with the optimizer's state)
+ * and training_metadata.json in backup_dir at each epoch's end (or every save_freq
+ * batches); a fit started again with the same callback resumes from the last backup. With
+ * shuffling and dropout keyed by the seed, the epoch and the step count, the resumed run
+ * ends with the weights of an uninterrupted one. The directory is removed when training
+ * ends, unless no_delete_checkpoint. */
+typedef struct lm_backup_and_restore_opts {
+  int lm_opts_; /* keeps LM_OPTS() valid with no options; never set */
+  int save_freq;            /* 0: every epoch; N: every N batches */
+  bool double_checkpoint;   /* keep the previous backup too, used if the latest is damaged */
+  bool no_delete_checkpoint; /* Keras delete_checkpoint=False */
+} lm_backup_and_restore_opts;
+#define lm_backup_and_restore(...) lm_backup_and_restore_(__VA_ARGS__, )
+#define lm_backup_and_restore_(backup_dir, ...)                                                  \
+  lm_backup_and_restore_new((backup_dir), LM_OPTS(lm_backup_and_restore_opts, __VA_ARGS__))
+LM_API lm_callback *lm_backup_and_restore_new(const char *backup_dir, lm_backup_and_restore_opts opts);
+
 #ifdef __cplusplus
 }
 #endif

@@ -1,4 +1,5 @@
-/* lamina — reading data: IDX files (MNIST, Fashion-MNIST).
+/* lamina — reading data: IDX files (MNIST, Fashion-MNIST), NumPy .npy / .npz, text and
+ * the movie-review corpus, Keras's IMDB dataset, CSV files of numbers.
  *
  * Ownership: readers return arrays the caller frees with lm_array_free. */
 #ifndef LAMINA_IO_H
@@ -65,11 +66,16 @@ LM_API void lm_texts_free(lm_texts *texts);
  * naming the file and line. */
 LM_API lm_status lm_load_reviews(const char *csv_path, lm_texts *texts, lm_array **labels);
 
-/* Integer sequences of varying length (texts_to_sequences' list of lists). */
+/* Integer sequences of varying length (texts_to_sequences' list of lists): sequence i is
+ * seq[i][0 .. len[i]). Those lm_imdb_load_data returns also lie in one block: sequence i
+ * is values[offsets[i] .. offsets[i + 1]) and seq[i] points there; offsets and values are
+ * NULL otherwise (a caller building its own for lm_pad_sequences sets n, seq and len). */
 typedef struct lm_sequences {
   int64_t n;
   int32_t **seq;
   int64_t *len;
+  int64_t *offsets; /* n + 1 */
+  int32_t *values;
 } lm_sequences;
 LM_API void lm_sequences_free(lm_sequences *seqs);
 
@@ -119,6 +125,85 @@ typedef struct lm_pad_opts {
 #define lm_pad_sequences(...) lm_pad_sequences_(__VA_ARGS__, )
 #define lm_pad_sequences_(seqs, ...) lm_pad_sequences_opts((seqs), LM_OPTS(lm_pad_opts, __VA_ARGS__))
 LM_API lm_array *lm_pad_sequences_opts(const lm_sequences *seqs, lm_pad_opts opts);
+
+/* ---- Keras's datasets ---- */
+
+/* For lm_imdb_opts fields whose Keras value may be 0 while 0 here means "Keras's default". */
+#define LM_IMDB_ZERO (-2)
+typedef struct lm_imdb_opts {
+  int lm_opts_; /* keeps LM_OPTS() valid with no options; never set */
+  int num_words;  /* 0 (or LM_NONE): every word; else words >= num_words become oov_char */
+  int skip_top;   /* 0: words below skip_top become oov_char (the start mark included) */
+  int maxlen;     /* 0 (or LM_NONE): no limit; else sequences of maxlen or more words (with
+                   * the start mark) are dropped, with their labels, as Keras does */
+  int64_t seed;   /* 0: 113; LM_IMDB_ZERO: 0; the shuffle is numpy's RandomState(seed) */
+  int start_char; /* 0: 1; LM_NONE: no start mark */
+  int oov_char;   /* 0: 2; LM_NONE: words cut by num_words / skip_top are dropped */
+  int index_from; /* 0: 3; LM_NONE or LM_IMDB_ZERO: word indices are not shifted */
+} lm_imdb_opts;
+/* keras.datasets.imdb.load_data(path, num_words, skip_top, maxlen, seed, start_char,
+ * oov_char, index_from) on a local copy of Keras's imdb.npz (nothing is downloaded; a NULL
+ * path means Keras's cache, $KERAS_HOME/datasets/imdb.npz or ~/.keras/datasets/imdb.npz).
+ * Same shuffles, same words and same labels as Keras: x as lm_sequences in one block, y as
+ * int32 arrays (n,) of 0 / 1. The .npz's ragged arrays are pickles; they are read by a
+ * restricted unpickler that accepts a numpy object array of int lists and nothing else, so
+ * a hostile file fails with a message naming it and the refused opcode. On failure the
+ * four outputs are NULL. Free with lm_sequences_free and lm_array_free. Where Keras would
+ * fail on max() of an empty sequence (no start_char, an empty review), empty sequences
+ * are passed over instead. */
+#define lm_imdb_load_data(...) lm_imdb_load_data_(__VA_ARGS__, )
+#define lm_imdb_load_data_(path, x_train, y_train, x_test, y_test, ...)                                   \
+  lm_imdb_load_data_opts((path), (x_train), (y_train), (x_test), (y_test), LM_OPTS(lm_imdb_opts, __VA_ARGS__))
+LM_API lm_status lm_imdb_load_data_opts(const char *path, lm_sequences **x_train, lm_array **y_train,
+                                        lm_sequences **x_test, lm_array **y_test, lm_imdb_opts opts);
+
+/* keras.utils.to_categorical(y, num_classes): float32 one-hot rows, shape y's shape (less a
+ * trailing axis of 1, as Keras drops it) + (num_classes,). y is int32, or float32 truncated
+ * toward zero as numpy's int64 cast does; num_classes 0 means the largest label + 1. A
+ * label outside 0 .. num_classes - 1 is an error (numpy would wrap a negative one). */
+LM_API lm_array *lm_to_categorical(const lm_array *y, int num_classes);
+
+/* ---- CSV files of numbers ---- */
+
+/* What the first row of a CSV file is. */
+typedef enum lm_csv_header {
+  LM_CSV_AUTO = 0,  /* scikit-learn's count row (see below) when it fits the file (and is
+                     * not an all-numeric row as wide as the data), column names when any
+                     * field of the first row is not a number, else data */
+  LM_CSV_NO_HEADER, /* every row is data */
+  LM_CSV_NAMES,     /* column names */
+  LM_CSV_SKLEARN    /* scikit-learn's datasets/data CSVs: n_samples, n_features, then the
+                     * class names; n_samples rows of n_features values and an integer
+                     * label follow */
+} lm_csv_header;
+#define LM_CSV_NO_LABEL INT32_MIN
+typedef struct lm_csv_opts {
+  int lm_opts_; /* keeps LM_OPTS() valid with no options; never set */
+  lm_csv_header header;
+  char delimiter;   /* 0: ',' */
+  int label_column; /* 0: the last column in scikit-learn's format, none otherwise;
+                     * k > 0: column k, counting from 1; -k: the k-th from the end;
+                     * LM_CSV_NO_LABEL: none */
+  bool float_labels; /* labels as float32 (regression targets) instead of int32 classes */
+} lm_csv_opts;
+typedef struct lm_csv {
+  lm_array *x;           /* float32 (rows, feature columns) */
+  lm_array *y;           /* (rows,): int32 class labels (or float32); NULL without a label column */
+  int n_names;
+  char **names;          /* the header's column names (labels' included), else NULL */
+  int n_classes;
+  char **class_names;    /* scikit-learn's header's class names, else NULL */
+} lm_csv;
+/* Reads a CSV file of numbers (RFC 4180: quoted fields with "" escapes, CRLF or LF, an
+ * optional UTF-8 BOM; blank lines are skipped): numbers as C's strtod reads them in the C
+ * locale (nan and inf included), an empty field is NaN. Every data row must have as many
+ * fields as the first. A label column must hold integers unless float_labels. On failure,
+ * lm_last_error() names the file, the line and the field; *out is left empty. Free with
+ * lm_csv_free. */
+#define lm_load_csv(...) lm_load_csv_(__VA_ARGS__, )
+#define lm_load_csv_(path, out, ...) lm_load_csv_opts((path), (out), LM_OPTS(lm_csv_opts, __VA_ARGS__))
+LM_API lm_status lm_load_csv_opts(const char *path, lm_csv *out, lm_csv_opts opts);
+LM_API void lm_csv_free(lm_csv *csv);
 
 #ifdef __cplusplus
 }

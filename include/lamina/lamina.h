@@ -10,4 +10,5 @@
 #include <lamina/applications.h>
 #include <lamina/plot.h>
 #include <lamina/tensorboard.h>
+#include <lamina/saving.h>
 #endif

@@ -129,6 +129,10 @@ typedef struct lm_fit_opts {
   lm_feed validation_x, validation_y;
   int initial_epoch;
   lm_callbacks callbacks;
+  int64_t steps_per_epoch;          /* 0: one pass over the data; else this many batches an
+                                     * epoch, the next epoch going on where this one stopped */
+  struct lm_source *validation_source; /* validation batches from a data source */
+  int64_t validation_steps;         /* 0: the whole validation data */
 } lm_fit_opts;
 /* Returns the History, or NULL on failure with lm_last_error() saying why (fed arrays that do
  * not fit the model, a NaN loss). Such failures do not break the model: fix and call again. */
@@ -141,6 +145,7 @@ typedef struct lm_eval_opts {
   int batch_size;
   int verbose;
   lm_callbacks callbacks;
+  int64_t steps; /* 0: the whole data; else at most this many batches */
 } lm_eval_opts;
 /* Keras's evaluate(return_dict=True): the returned History holds one value per key. */
 #define lm_evaluate(...) lm_evaluate_(__VA_ARGS__, )
@@ -156,6 +161,66 @@ typedef struct lm_outputs {
 #define lm_predict_(model, x, ...)  lm_predict_opts_((model), (x), LM_OPTS(lm_eval_opts, __VA_ARGS__))
 LM_API lm_outputs lm_predict_opts_(lm_model *model, lm_feed x, lm_eval_opts opts);
 LM_API void lm_outputs_free(lm_outputs *outputs);
+
+/* ---- Data sources: batches made on demand (Keras's PyDataset and generators) ----
+ *
+ * For data larger than memory, or made as it is read (decoded, augmented, streamed): fit,
+ * evaluate and predict ask the source for batch 0, 1, 2, ... of each pass, and train on
+ * them exactly as on arrays (same steps, logs, callbacks, History). The source points
+ * batch->x (and batch->y) at arrays it owns, by position or by name as lm_fit's feeds;
+ * they must stay valid until its next call, so a source usually refills the same arrays.
+ * Batches may differ in size and, where the model's dims are None, in shape. Shuffling is
+ * the source's business: on_epoch_end is called at the end of every epoch, where Keras
+ * calls PyDataset.on_epoch_end. */
+typedef struct lm_batch {
+  lm_feed x, y; /* y is not read by predict */
+} lm_batch;
+#define LM_SOURCE_END 1
+typedef struct lm_source lm_source;
+struct lm_source {
+  /* Batches in a pass over the data (len() of a PyDataset); -1 when unknown, as for a
+   * generator: a pass ends when get returns LM_SOURCE_END, and the progress bar shows
+   * "Unknown" until the first epoch has counted them. */
+  int64_t n_batches;
+  /* Fills batch `index` of the pass: 0 with the batch, LM_SOURCE_END when there is no such
+   * batch, or -1 on failure (after writing a message into error). */
+  int (*get)(lm_source *src, int64_t index, lm_batch *batch);
+  void (*on_epoch_end)(lm_source *src, int epoch); /* optional */
+  void (*free)(lm_source *src);                    /* optional; called by lm_source_free */
+  void *user;                                      /* the source's own state */
+  char error[256];
+};
+LM_API void lm_source_free(lm_source *src);
+
+/* A source over arrays held in memory, batch_size rows a batch (32 when 0), in order or
+ * shuffled at every pass with its own seeded stream; with no y it serves predict. The
+ * arrays are borrowed and must outlive the source. NULL with lm_last_error() on a bad feed. */
+typedef struct lm_array_source_opts {
+  int lm_opts_; /* keeps LM_OPTS() valid with no options; never set */
+  int batch_size;
+  bool shuffle;
+  uint64_t seed;
+} lm_array_source_opts;
+#define lm_array_source(...) lm_array_source_(__VA_ARGS__, )
+#define lm_array_source_(x, y, ...) lm_array_source_new((x), (y), LM_OPTS(lm_array_source_opts, __VA_ARGS__))
+LM_API lm_source *lm_array_source_new(lm_feed x, lm_feed y, lm_array_source_opts opts);
+
+/* fit / evaluate / predict on a source. The options are lm_fit's and lm_evaluate's:
+ * steps_per_epoch (fit) and steps (evaluate, predict) bound the batches taken, 0 meaning a
+ * whole pass (for a source of unknown length, until it ends); batch_size and
+ * validation_split do not apply to a source and are refused, as Keras refuses them;
+ * no_shuffle is ignored. Validation data may be arrays or another source
+ * (.validation_source, .validation_steps). When steps_per_epoch outruns a source of known
+ * length, the epoch ends early with Keras's "Your input ran out of data" warning. */
+#define lm_fit_source(...) lm_fit_source_(__VA_ARGS__, )
+#define lm_fit_source_(model, source, ...) lm_fit_source_opts_((model), (source), LM_OPTS(lm_fit_opts, __VA_ARGS__))
+LM_API lm_history *lm_fit_source_opts_(lm_model *model, lm_source *source, lm_fit_opts opts);
+#define lm_evaluate_source(...) lm_evaluate_source_(__VA_ARGS__, )
+#define lm_evaluate_source_(model, source, ...) lm_evaluate_source_opts_((model), (source), LM_OPTS(lm_eval_opts, __VA_ARGS__))
+LM_API lm_history *lm_evaluate_source_opts_(lm_model *model, lm_source *source, lm_eval_opts opts);
+#define lm_predict_source(...) lm_predict_source_(__VA_ARGS__, )
+#define lm_predict_source_(model, source, ...) lm_predict_source_opts_((model), (source), LM_OPTS(lm_eval_opts, __VA_ARGS__))
+LM_API lm_outputs lm_predict_source_opts_(lm_model *model, lm_source *source, lm_eval_opts opts);
 
 /* ---- History: every logged key, one value per epoch ---- */
 LM_API int lm_history_n_keys(const lm_history *h);

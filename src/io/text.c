@@ -448,7 +448,12 @@ static int seq_visit(void *ctx, const char *w, size_t n) {
 
 void lm_sequences_free(lm_sequences *seqs) {
   if (!seqs) return;
-  for (int64_t i = 0; i < seqs->n; i++) free(seqs->seq[i]);
+  if (seqs->values) { /* one block (lm_imdb_load_data): seq[i] point into it */
+    free(seqs->values);
+    free(seqs->offsets);
+  } else if (seqs->seq) {
+    for (int64_t i = 0; i < seqs->n; i++) free(seqs->seq[i]);
+  }
   free(seqs->seq);
   free(seqs->len);
   free(seqs);

@@ -1,6 +1,6 @@
 /* Convolution layers: Conv1D, Conv2D, DepthwiseConv2D, SeparableConv1D, SeparableConv2D
  * (channels last, Keras 3's weights, names and checks). */
-#include "model/internal.h"
+#include "io/model_config.h"
 #include "ops/conv.h"
 
 typedef enum conv_kind { CONV, DEPTHWISE, SEPARABLE } conv_kind;
@@ -89,11 +89,44 @@ static int conv_emit(lm_layer *layer, lm_graph *g, const int *in, int n, int *ou
   return z < 0 ? -1 : 1;
 }
 
-static const lm_layer_vt conv1d_vt = {.class_name = "Conv1D", .prefix = "conv1d", .build = conv_build, .emit = conv_emit, .arity = 1};
-static const lm_layer_vt conv2d_vt = {.class_name = "Conv2D", .prefix = "conv2d", .build = conv_build, .emit = conv_emit, .arity = 1};
-static const lm_layer_vt depthwise2d_vt = {.class_name = "DepthwiseConv2D", .prefix = "depthwise_conv2d", .build = conv_build, .emit = conv_emit, .arity = 1};
-static const lm_layer_vt separable1d_vt = {.class_name = "SeparableConv1D", .prefix = "separable_conv1d", .build = conv_build, .emit = conv_emit, .arity = 1};
-static const lm_layer_vt separable2d_vt = {.class_name = "SeparableConv2D", .prefix = "separable_conv2d", .build = conv_build, .emit = conv_emit, .arity = 1};
+static void ints_(lm_json *j, const char *key, const int *v, int rank) {
+  int64_t w[2] = {v[0], v[1]};
+  lm__json_kv_ints(j, key, w, rank);
+}
+
+/* Keras 3's get_config, field for field. */
+static void conv_config(const lm_layer *layer, lm_json *j) {
+  const conv_layer *cv = (const conv_layer *)layer;
+  if (cv->kind != CONV) lm__json_kv_int(j, "depth_multiplier", cv->depth_multiplier);
+  if (cv->kind != DEPTHWISE) lm__json_kv_int(j, "filters", cv->filters);
+  ints_(j, "kernel_size", cv->kernel, cv->rank);
+  ints_(j, "strides", cv->strides, cv->rank);
+  lm__json_kv_string(j, "padding", cv->padding == LM_SAME ? "same" : "valid");
+  lm__json_kv_string(j, "data_format", "channels_last");
+  ints_(j, "dilation_rate", cv->dilation, cv->rank);
+  if (cv->kind == CONV) lm__json_kv_int(j, "groups", 1);
+  lm__json_kv_activation(j, "activation", layer->activation);
+  lm__json_kv_bool(j, "use_bias", cv->use_bias);
+  if (cv->kind == CONV) lm__json_kv_initializer(j, "kernel_initializer", cv->kernel_init, LM_GLOROT_UNIFORM);
+  else lm__json_kv_initializer(j, "depthwise_initializer", cv->kernel_init, LM_GLOROT_UNIFORM);
+  if (cv->kind == SEPARABLE) lm__json_kv_initializer(j, "pointwise_initializer", cv->pointwise_init, LM_GLOROT_UNIFORM);
+  lm__json_kv_initializer(j, "bias_initializer", cv->bias_init, LM_ZEROS);
+  if (cv->kind == CONV) lm__json_kv_null(j, "kernel_regularizer");
+  else lm__json_kv_null(j, "depthwise_regularizer");
+  if (cv->kind == SEPARABLE) lm__json_kv_null(j, "pointwise_regularizer");
+  lm__json_kv_null(j, "bias_regularizer");
+  lm__json_kv_null(j, "activity_regularizer");
+  if (cv->kind == CONV) lm__json_kv_null(j, "kernel_constraint");
+  else lm__json_kv_null(j, "depthwise_constraint");
+  if (cv->kind == SEPARABLE) lm__json_kv_null(j, "pointwise_constraint");
+  lm__json_kv_null(j, "bias_constraint");
+}
+
+static const lm_layer_vt conv1d_vt = {.class_name = "Conv1D", .prefix = "conv1d", .build = conv_build, .emit = conv_emit, .arity = 1, .get_config = conv_config};
+static const lm_layer_vt conv2d_vt = {.class_name = "Conv2D", .prefix = "conv2d", .build = conv_build, .emit = conv_emit, .arity = 1, .get_config = conv_config};
+static const lm_layer_vt depthwise2d_vt = {.class_name = "DepthwiseConv2D", .prefix = "depthwise_conv2d", .build = conv_build, .emit = conv_emit, .arity = 1, .get_config = conv_config};
+static const lm_layer_vt separable1d_vt = {.class_name = "SeparableConv1D", .prefix = "separable_conv1d", .build = conv_build, .emit = conv_emit, .arity = 1, .get_config = conv_config};
+static const lm_layer_vt separable2d_vt = {.class_name = "SeparableConv2D", .prefix = "separable_conv2d", .build = conv_build, .emit = conv_emit, .arity = 1, .get_config = conv_config};
 
 /* Keras's int-or-tuple: {0, 0} is the default, {a} or {a, 0} is (a, a); 1D reads p[0]. */
 static void pair(const int p[2], int def, int rank, int out[2]) {
@@ -183,4 +216,41 @@ lm_layer *lm_separable_conv1d_new(int filters, int kernel_size, lm_conv_opts opt
 
 lm_layer *lm_separable_conv2d_new(int filters, int kernel_size, lm_conv_opts opts) {
   return conv_new(&separable2d_vt, SEPARABLE, 2, filters, kernel_size, opts);
+}
+
+lm_layer *lm__conv_from_config(lm__cfg *c) {
+  const lm_layer_vt *vts[] = {&conv1d_vt, &conv2d_vt, &depthwise2d_vt, &separable1d_vt, &separable2d_vt};
+  const lm_layer_vt *vt = NULL;
+  for (size_t i = 0; i < sizeof vts / sizeof vts[0]; i++)
+    if (!strcmp(vts[i]->class_name, c->cls)) vt = vts[i];
+  if (!vt) return NULL;
+  conv_kind kind = vt == &depthwise2d_vt ? DEPTHWISE : vt == &separable1d_vt || vt == &separable2d_vt ? SEPARABLE : CONV;
+  int rank = vt == &conv1d_vt || vt == &separable1d_vt ? 1 : 2;
+  int filters = 0, kernel[2] = {0}, strides[2] = {1, 1}, dilation[2] = {1, 1}, padding = 0;
+  bool use_bias = true;
+  lm_conv_opts o = {.name = c->name};
+  if (kind != CONV) lm__cfg_int(c, "depth_multiplier", &o.depth_multiplier, 1, 1, LM__CFG_MAX_DIM);
+  if (kind != DEPTHWISE) lm__cfg_int(c, "filters", &filters, LM__CFG_REQUIRED, 1, LM__CFG_MAX_DIM);
+  lm__cfg_ints(c, "kernel_size", kernel, rank, LM__CFG_REQUIRED, 1, LM__CFG_MAX_DIM);
+  lm__cfg_ints(c, "strides", strides, rank, 1, 1, LM__CFG_MAX_DIM);
+  lm__cfg_choice(c, "padding", &padding, 0, (const char *const[]){"valid", "same", NULL});
+  lm__cfg_fixed_string(c, "data_format", "channels_last", "lamina is channels-last");
+  lm__cfg_ints(c, "dilation_rate", dilation, rank, 1, 1, LM__CFG_MAX_DIM);
+  lm__cfg_fixed_number(c, "groups", 1, "lamina has no grouped convolutions");
+  lm__cfg_activation(c, "activation", &o.activation, LM_LINEAR);
+  lm__cfg_bool(c, "use_bias", &use_bias, true);
+  if (kind == CONV) lm__cfg_initializer(c, "kernel_initializer", &o.kernel_initializer);
+  else lm__cfg_initializer(c, "depthwise_initializer", &o.depthwise_initializer);
+  if (kind == SEPARABLE) lm__cfg_initializer(c, "pointwise_initializer", &o.pointwise_initializer);
+  lm__cfg_initializer(c, "bias_initializer", &o.bias_initializer);
+  lm__cfg_nulls(c, "kernel_regularizer", "depthwise_regularizer", "pointwise_regularizer", "bias_regularizer",
+                "activity_regularizer", "kernel_constraint", "depthwise_constraint", "pointwise_constraint",
+                "bias_constraint", "lora_rank", NULL);
+  if (!lm__cfg_ok(c)) return NULL;
+  o.kernel_hw[0] = kernel[0], o.kernel_hw[1] = rank == 2 ? kernel[1] : 0;
+  o.strides[0] = strides[0], o.strides[1] = rank == 2 ? strides[1] : 0;
+  o.dilation_rate[0] = dilation[0], o.dilation_rate[1] = rank == 2 ? dilation[1] : 0;
+  o.padding = padding ? LM_SAME : LM_VALID;
+  o.no_bias = !use_bias;
+  return conv_new(vt, kind, rank, filters, kernel[0], o);
 }

@@ -1,5 +1,6 @@
 /* Core layers: Input, Dense, Activation, Dropout, Flatten, Reshape. */
 #include "io/model_config.h"
+#include <math.h>
 
 /* ---- InputLayer ---- */
 static const lm_layer_vt input_vt = {.class_name = "InputLayer", .prefix = "input", .one_based = true};
@@ -209,4 +210,92 @@ lm_layer *lm_reshape_new(lm_shape target, lm_layer_opts opts) {
   reshape_layer *r = (reshape_layer *)lm__layer_new(sizeof *r, &reshape_vt, opts.name);
   if (r) r->target = target;
   return &r->base;
+}
+
+/* ---- from_config ---- */
+
+lm_layer *lm__input_layer_from_config(lm__cfg *c) {
+  const lm__json_value *shape = lm__cfg_take(c, "batch_shape"), *k2 = lm__cfg_take(c, "batch_input_shape");
+  if (shape && k2) {
+    lm__cfg_fail(c, "batch_input_shape", k2, "cannot come with \"batch_shape\"");
+    return NULL;
+  }
+  if (!shape) shape = k2;
+  if (!shape) {
+    lm__cfg_fail(c, "batch_shape", NULL, "is required");
+    return NULL;
+  }
+  int dtype;
+  lm__cfg_choice(c, "dtype", &dtype, 0, (const char *const[]){"float32", "int32", NULL});
+  lm__cfg_fixed_bool(c, "sparse", false, "lamina has dense tensors only");
+  lm__cfg_fixed_bool(c, "ragged", false, "lamina has dense tensors only");
+  lm__cfg_fixed_bool(c, "optional", false, "every input of a lamina model is required");
+  lm_shape s = {0};
+  if (!lm__cfg_batch_shape(c, shape, &s)) return NULL;
+  return lm_input_layer_new(s, (lm_input_opts){.name = c->name, .dtype = dtype == 1 ? LM_INT32 : LM_FLOAT32});
+}
+
+lm_layer *lm__dense_from_config(lm__cfg *c) {
+  int units = 0;
+  bool use_bias = true;
+  lm_dense_opts o = {.name = c->name};
+  lm__cfg_int(c, "units", &units, LM__CFG_REQUIRED, 1, LM__CFG_MAX_DIM);
+  lm__cfg_activation(c, "activation", &o.activation, LM_LINEAR);
+  lm__cfg_bool(c, "use_bias", &use_bias, true);
+  lm__cfg_initializer(c, "kernel_initializer", &o.kernel_initializer);
+  lm__cfg_initializer(c, "bias_initializer", &o.bias_initializer);
+  lm__cfg_nulls(c, "kernel_regularizer", "bias_regularizer", "activity_regularizer", "kernel_constraint", "bias_constraint",
+                "quantization_config", "lora_rank", NULL);
+  if (!lm__cfg_ok(c)) return NULL;
+  o.no_bias = !use_bias;
+  return lm_dense_new(units, o);
+}
+
+lm_layer *lm__activation_from_config(lm__cfg *c) {
+  lm_activation a = LM_LINEAR;
+  if (!lm__cfg_activation(c, "activation", &a, LM_LINEAR)) return NULL;
+  return lm_activation_layer_new(a, (lm_layer_opts){.name = c->name});
+}
+
+lm_layer *lm__dropout_from_config(lm__cfg *c) {
+  double rate = 0;
+  lm__cfg_float(c, "rate", &rate, NAN, 0, 1);
+  lm__cfg_nulls(c, "noise_shape", NULL);
+  const lm__json_value *seed = lm__cfg_take(c, "seed");
+  /* lamina reads seed 0 as "no seed", so Keras's seed=0 cannot be kept. */
+  if (seed && seed->type != LM_JSON_NULL && (seed->type != LM_JSON_NUMBER || !seed->is_integer || seed->integer < 1))
+    lm__cfg_fail(c, "seed", seed, "must be null or a positive integer");
+  if (!lm__cfg_ok(c)) return NULL;
+  return lm_dropout_new(rate, (lm_dropout_opts){.name = c->name, .seed = seed && seed->is_integer ? (uint64_t)seed->integer : 0});
+}
+
+lm_layer *lm__flatten_from_config(lm__cfg *c) {
+  if (!lm__cfg_fixed_string(c, "data_format", "channels_last", "lamina is channels-last")) return NULL;
+  return lm_flatten_new((lm_layer_opts){.name = c->name});
+}
+
+lm_layer *lm__reshape_from_config(lm__cfg *c) {
+  const lm__json_value *v = lm__cfg_take(c, "target_shape");
+  if (!v || v->type != LM_JSON_ARRAY || v->n < 1 || v->n > 7) {
+    lm__cfg_fail(c, "target_shape", v, "must be a list of 1 to 7 dimensions, got %s", lm__json_kind(v));
+    return NULL;
+  }
+  lm_shape s = {.rank = (int)v->n};
+  int64_t size = 1;
+  int unknown = 0;
+  for (size_t i = 0; i < v->n; i++) {
+    const lm__json_value *d = &v->items[i];
+    if (d->type != LM_JSON_NUMBER || !d->is_integer || d->integer == 0 || d->integer < -1 || d->integer > LM__CFG_MAX_DIM) {
+      lm__cfg_fail(c, "target_shape", d, "must hold positive sizes up to %d and at most one -1", LM__CFG_MAX_DIM);
+      return NULL;
+    }
+    s.dim[i] = d->integer;
+    if (d->integer < 0) unknown++;
+    else size *= d->integer;
+    if (unknown > 1 || size > ((int64_t)1 << 40)) {
+      lm__cfg_fail(c, "target_shape", v, unknown > 1 ? "can have one -1 only" : "has more than 2^40 elements");
+      return NULL;
+    }
+  }
+  return lm_reshape_new(s, (lm_layer_opts){.name = c->name});
 }

@@ -64,3 +64,21 @@ lm_layer *lm_concatenate_new(lm_concat_opts opts) {
   if (m) m->axis = opts.axis ? opts.axis : -1;
   return &m->base;
 }
+
+lm_layer *lm__merge_from_config(lm__cfg *c) {
+  lm_layer_opts o = {.name = c->name};
+  if (!strcmp(c->cls, "Concatenate")) {
+    int axis = -1;
+    if (!lm__cfg_int(c, "axis", &axis, -1, -LM_MAX_RANK, LM_MAX_RANK)) return NULL;
+    if (axis == 0) { /* lamina reads axis 0 as the default, -1; Keras refuses the batch axis too */
+      lm__cfg_fail(c, "axis", lm__cfg_take(c, "axis"), "cannot be 0, the batch axis");
+      return NULL;
+    }
+    return lm_concatenate_new((lm_concat_opts){.axis = axis, .name = c->name});
+  }
+  if (!strcmp(c->cls, "Add")) return lm_add_new(o);
+  if (!strcmp(c->cls, "Subtract")) return lm_subtract_new(o);
+  if (!strcmp(c->cls, "Multiply")) return lm_multiply_new(o);
+  if (!strcmp(c->cls, "Average")) return lm_average_new(o);
+  return lm_maximum_new(o);
+}

@@ -1,5 +1,5 @@
 /* Normalization layers: BatchNormalization and LayerNormalization. */
-#include "model/internal.h"
+#include "io/model_config.h"
 #include "ops/norm.h"
 #include <math.h>
 
@@ -95,10 +95,44 @@ static int ln_emit(lm_layer *layer, lm_graph *g, const int *in, int n, int *out)
   return 1;
 }
 
+/* Keras 3's get_config: BatchNormalization's axis is an int, LayerNormalization's a list. */
+static void norm_config(const lm_layer *layer, lm_json *j) {
+  const norm_layer *l = (const norm_layer *)layer;
+  const lm_norm_opts *o = &l->opts;
+  if (l->batch) lm__json_kv_int(j, "axis", o->axis);
+  else {
+    int64_t axis = o->axis;
+    lm__json_kv_ints(j, "axis", &axis, 1);
+  }
+  if (l->batch) lm__json_kv_double(j, "momentum", o->momentum);
+  lm__json_kv_double(j, "epsilon", o->epsilon);
+  lm__json_kv_bool(j, "center", !o->no_center);
+  lm__json_kv_bool(j, "scale", !o->no_scale);
+  if (!l->batch) lm__json_kv_bool(j, "rms_scaling", false);
+  lm__json_kv_initializer(j, "beta_initializer", o->beta_initializer, LM_ZEROS);
+  lm__json_kv_initializer(j, "gamma_initializer", o->gamma_initializer, LM_ONES);
+  if (l->batch) {
+    lm__json_kv_initializer(j, "moving_mean_initializer", o->moving_mean_initializer, LM_ZEROS);
+    lm__json_kv_initializer(j, "moving_variance_initializer", o->moving_variance_initializer, LM_ONES);
+  }
+  lm__json_kv_null(j, "beta_regularizer");
+  lm__json_kv_null(j, "gamma_regularizer");
+  lm__json_kv_null(j, "beta_constraint");
+  lm__json_kv_null(j, "gamma_constraint");
+  if (l->batch) {
+    lm__json_kv_bool(j, "synchronized", false);
+    lm__json_kv_bool(j, "renorm", false);
+    lm__json_kv_null(j, "renorm_clipping");
+    lm__json_kv_double(j, "renorm_momentum", 0.99);
+  }
+}
+
 static const lm_layer_vt bn_vt = {.class_name = "BatchNormalization", .prefix = "batch_normalization",
-                                  .build = norm_build, .emit = bn_emit, .arity = 1, .passes_mask = true};
+                                  .build = norm_build, .emit = bn_emit, .arity = 1, .passes_mask = true,
+                                  .get_config = norm_config};
 static const lm_layer_vt ln_vt = {.class_name = "LayerNormalization", .prefix = "layer_normalization",
-                                  .build = norm_build, .emit = ln_emit, .arity = 1, .passes_mask = true};
+                                  .build = norm_build, .emit = ln_emit, .arity = 1, .passes_mask = true,
+                                  .get_config = norm_config};
 
 static lm_layer *norm_new(const lm_layer_vt *vt, lm_norm_opts opts) {
   if (opts.axis == 0) opts.axis = -1; /* the batch axis is never normalized over: 0 is the default */
@@ -122,3 +156,46 @@ static lm_layer *norm_new(const lm_layer_vt *vt, lm_norm_opts opts) {
 
 lm_layer *lm_batch_normalization_new(lm_norm_opts opts) { return norm_new(&bn_vt, opts); }
 lm_layer *lm_layer_normalization_new(lm_norm_opts opts) { return norm_new(&ln_vt, opts); }
+
+lm_layer *lm__norm_from_config(lm__cfg *c) {
+  bool batch = !strcmp(c->cls, "BatchNormalization");
+  lm_norm_opts o = {.name = c->name};
+  bool center = true, scale = true;
+  /* An int, or (Keras 2 after build, Keras 3's LayerNormalization) a list of one. */
+  const lm__json_value *axis = lm__cfg_take(c, "axis");
+  o.axis = -1;
+  if (axis && axis->type == LM_JSON_ARRAY && axis->n == 1) axis = &axis->items[0];
+  else if (axis && axis->type == LM_JSON_ARRAY)
+    lm__cfg_fail(c, "axis", axis, "must name one axis: lamina normalizes over a single axis");
+  if (axis && lm__cfg_ok(c)) {
+    if (axis->type != LM_JSON_NUMBER || !axis->is_integer || axis->integer == 0 || axis->integer < -LM_MAX_RANK ||
+        axis->integer >= LM_MAX_RANK)
+      lm__cfg_fail(c, "axis", axis, "must be a non-batch axis (an integer other than 0, from %d to %d)", -LM_MAX_RANK,
+                   LM_MAX_RANK - 1);
+    else o.axis = (int)axis->integer;
+  }
+  /* lamina reads 0 as "the default", so momentum and epsilon must be positive. */
+  if (batch) lm__cfg_float(c, "momentum", &o.momentum, 0.99, 1e-300, 1);
+  lm__cfg_float(c, "epsilon", &o.epsilon, 1e-3, 1e-300, 1e30);
+  lm__cfg_bool(c, "center", &center, true);
+  lm__cfg_bool(c, "scale", &scale, true);
+  lm__cfg_initializer(c, "beta_initializer", &o.beta_initializer);
+  lm__cfg_initializer(c, "gamma_initializer", &o.gamma_initializer);
+  if (batch) {
+    lm__cfg_initializer(c, "moving_mean_initializer", &o.moving_mean_initializer);
+    lm__cfg_initializer(c, "moving_variance_initializer", &o.moving_variance_initializer);
+    lm__cfg_fixed_bool(c, "synchronized", false, "lamina trains on one device");
+    lm__cfg_fixed_bool(c, "renorm", false, "lamina has no batch renormalization");
+    lm__cfg_nulls(c, "renorm_clipping", "virtual_batch_size", "adjustment", NULL);
+    double unused;
+    lm__cfg_float(c, "renorm_momentum", &unused, 0.99, 0, 1); /* without renorm, it does nothing */
+    const lm__json_value *fused = lm__cfg_take(c, "fused"); /* Keras 2: which kernel, same result */
+    if (fused && fused->type != LM_JSON_BOOL && fused->type != LM_JSON_NULL)
+      lm__cfg_fail(c, "fused", fused, "must be true, false or null");
+  } else
+    lm__cfg_fixed_bool(c, "rms_scaling", false, "lamina's LayerNormalization centers and scales");
+  lm__cfg_nulls(c, "beta_regularizer", "gamma_regularizer", "beta_constraint", "gamma_constraint", NULL);
+  if (!lm__cfg_ok(c)) return NULL;
+  o.no_center = !center, o.no_scale = !scale;
+  return batch ? lm_batch_normalization_new(o) : lm_layer_normalization_new(o);
+}

@@ -1,6 +1,6 @@
 /* Pooling layers: MaxPooling1D/2D, AveragePooling1D/2D and their global forms (Keras's
  * channels-last layers, keepdims=False). They own no weights; the ops do the work. */
-#include "model/internal.h"
+#include "io/model_config.h"
 #include "ops/pool.h"
 
 typedef struct pool_layer {
@@ -78,14 +78,32 @@ static int global_emit(lm_layer *layer, lm_graph *g, const int *in, int n, int *
   return 1;
 }
 
-static const lm_layer_vt max1d_vt = {.class_name = "MaxPooling1D", .prefix = "max_pooling1d", .emit = pool_emit, .arity = 1};
-static const lm_layer_vt max2d_vt = {.class_name = "MaxPooling2D", .prefix = "max_pooling2d", .emit = pool_emit, .arity = 1};
-static const lm_layer_vt avg1d_vt = {.class_name = "AveragePooling1D", .prefix = "average_pooling1d", .emit = pool_emit, .arity = 1};
-static const lm_layer_vt avg2d_vt = {.class_name = "AveragePooling2D", .prefix = "average_pooling2d", .emit = pool_emit, .arity = 1};
-static const lm_layer_vt gmax1d_vt = {.class_name = "GlobalMaxPooling1D", .prefix = "global_max_pooling1d", .emit = global_emit, .arity = 1};
-static const lm_layer_vt gmax2d_vt = {.class_name = "GlobalMaxPooling2D", .prefix = "global_max_pooling2d", .emit = global_emit, .arity = 1};
-static const lm_layer_vt gavg1d_vt = {.class_name = "GlobalAveragePooling1D", .prefix = "global_average_pooling1d", .emit = global_emit, .arity = 1};
-static const lm_layer_vt gavg2d_vt = {.class_name = "GlobalAveragePooling2D", .prefix = "global_average_pooling2d", .emit = global_emit, .arity = 1};
+static void pool_ints(lm_json *j, const char *key, const int *v, int dims) {
+  int64_t w[2] = {v[0], v[1]};
+  lm__json_kv_ints(j, key, w, dims);
+}
+
+static void pool_config(const lm_layer *layer, lm_json *j) {
+  const pool_layer *pl = (const pool_layer *)layer;
+  pool_ints(j, "pool_size", pl->pool, pl->dims);
+  lm__json_kv_string(j, "padding", pl->padding == LM_SAME ? "same" : "valid");
+  pool_ints(j, "strides", pl->strides, pl->dims);
+  lm__json_kv_string(j, "data_format", "channels_last");
+}
+
+static void global_config(const lm_layer *layer, lm_json *j) {
+  lm__json_kv_string(j, "data_format", "channels_last");
+  lm__json_kv_bool(j, "keepdims", false);
+}
+
+static const lm_layer_vt max1d_vt = {.class_name = "MaxPooling1D", .prefix = "max_pooling1d", .emit = pool_emit, .arity = 1, .get_config = pool_config};
+static const lm_layer_vt max2d_vt = {.class_name = "MaxPooling2D", .prefix = "max_pooling2d", .emit = pool_emit, .arity = 1, .get_config = pool_config};
+static const lm_layer_vt avg1d_vt = {.class_name = "AveragePooling1D", .prefix = "average_pooling1d", .emit = pool_emit, .arity = 1, .get_config = pool_config};
+static const lm_layer_vt avg2d_vt = {.class_name = "AveragePooling2D", .prefix = "average_pooling2d", .emit = pool_emit, .arity = 1, .get_config = pool_config};
+static const lm_layer_vt gmax1d_vt = {.class_name = "GlobalMaxPooling1D", .prefix = "global_max_pooling1d", .emit = global_emit, .arity = 1, .get_config = global_config};
+static const lm_layer_vt gmax2d_vt = {.class_name = "GlobalMaxPooling2D", .prefix = "global_max_pooling2d", .emit = global_emit, .arity = 1, .get_config = global_config};
+static const lm_layer_vt gavg1d_vt = {.class_name = "GlobalAveragePooling1D", .prefix = "global_average_pooling1d", .emit = global_emit, .arity = 1, .get_config = global_config};
+static const lm_layer_vt gavg2d_vt = {.class_name = "GlobalAveragePooling2D", .prefix = "global_average_pooling2d", .emit = global_emit, .arity = 1, .get_config = global_config};
 
 /* Keras's int-or-tuple: {a} means (a, a), {a, b} means (a, b), {0} the fallback; 1D layers
  * read the first entry only. */
@@ -153,3 +171,26 @@ lm_layer *lm_global_max_pooling1d_new(lm_layer_opts opts) { return global_new(&g
 lm_layer *lm_global_max_pooling2d_new(lm_layer_opts opts) { return global_new(&gmax2d_vt, 2, true, opts); }
 lm_layer *lm_global_average_pooling1d_new(lm_layer_opts opts) { return global_new(&gavg1d_vt, 1, false, opts); }
 lm_layer *lm_global_average_pooling2d_new(lm_layer_opts opts) { return global_new(&gavg2d_vt, 2, false, opts); }
+
+lm_layer *lm__pool_from_config(lm__cfg *c) {
+  const lm_layer_vt *vts[] = {&max1d_vt, &max2d_vt, &avg1d_vt, &avg2d_vt, &gmax1d_vt, &gmax2d_vt, &gavg1d_vt, &gavg2d_vt};
+  int k = -1;
+  for (int i = 0; i < 8; i++)
+    if (!strcmp(vts[i]->class_name, c->cls)) k = i;
+  if (k < 0) return NULL;
+  int dims = k % 2 + 1;
+  bool max = k % 4 < 2;
+  lm__cfg_fixed_string(c, "data_format", "channels_last", "lamina is channels-last");
+  if (k >= 4) {
+    lm__cfg_fixed_bool(c, "keepdims", false, "lamina's global pooling drops the pooled axes");
+    return lm__cfg_ok(c) ? global_new(vts[k], dims, max, (lm_layer_opts){.name = c->name}) : NULL;
+  }
+  int pool[2] = {2, 2}, strides[2] = {0, 0}, padding = 0;
+  lm__cfg_ints(c, "pool_size", pool, dims, 2, 1, LM__CFG_MAX_DIM);
+  lm__cfg_ints(c, "strides", strides, dims, 0, 1, LM__CFG_MAX_DIM); /* null: the pool size */
+  lm__cfg_choice(c, "padding", &padding, 0, (const char *const[]){"valid", "same", NULL});
+  if (!lm__cfg_ok(c)) return NULL;
+  lm_pool_opts o = {.pool_hw = {pool[0], dims == 2 ? pool[1] : 0}, .strides = {strides[0], dims == 2 ? strides[1] : 0},
+                    .padding = padding ? LM_SAME : LM_VALID, .name = c->name};
+  return pool_new(vts[k], dims, max, pool[0], o);
+}

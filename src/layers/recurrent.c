@@ -3,7 +3,7 @@
  * Each call emits one sequence op that runs every step (src/ops/cpu/rnn.c). A timestep mask
  * on the input (Embedding with mask_zero) makes masked steps keep the previous state; with
  * return_sequences the output carries that mask on, as Keras's compute_mask does. */
-#include "model/internal.h"
+#include "io/model_config.h"
 #include "ops/rnn.h"
 
 typedef enum rnn_kind { RNN_SIMPLE, RNN_LSTM, RNN_GRU } rnn_kind;
@@ -116,10 +116,37 @@ static int rnn_emit(lm_layer *layer, lm_graph *g, const int *in, int n, int *out
   return rnn_emit_op((rnn_layer *)layer, g, in[0], out);
 }
 
-static const lm_layer_vt lstm_vt = {.class_name = "LSTM", .prefix = "lstm", .build = rnn_build, .emit = rnn_emit, .arity = 1};
-static const lm_layer_vt gru_vt = {.class_name = "GRU", .prefix = "gru", .build = rnn_build, .emit = rnn_emit, .arity = 1};
-static const lm_layer_vt simple_vt = {
-    .class_name = "SimpleRNN", .prefix = "simple_rnn", .build = rnn_build, .emit = rnn_emit, .arity = 1};
+/* Keras 3's get_config of LSTM, GRU and SimpleRNN, field for field. */
+static void rnn_config(const lm_layer *layer, lm_json *j) {
+  const rnn_layer *r = (const rnn_layer *)layer;
+  const lm_rnn_opts *o = &r->opts;
+  lm__json_kv_bool(j, "return_sequences", o->return_sequences);
+  lm__json_kv_bool(j, "return_state", o->return_state);
+  lm__json_kv_bool(j, "go_backwards", o->go_backwards);
+  lm__json_kv_bool(j, "stateful", false);
+  lm__json_kv_bool(j, "unroll", false);
+  lm__json_kv_bool(j, "zero_output_for_mask", r->zero_output_for_mask);
+  lm__json_kv_int(j, "units", r->units);
+  lm__json_kv_activation(j, "activation", o->activation);
+  if (r->kind != RNN_SIMPLE) lm__json_kv_activation(j, "recurrent_activation", o->recurrent_activation);
+  lm__json_kv_bool(j, "use_bias", !o->no_bias);
+  lm__json_kv_initializer(j, "kernel_initializer", o->kernel_initializer, LM_GLOROT_UNIFORM);
+  lm__json_kv_initializer(j, "recurrent_initializer", o->recurrent_initializer, LM_ORTHOGONAL);
+  lm__json_kv_initializer(j, "bias_initializer", o->bias_initializer, LM_ZEROS);
+  if (r->kind == RNN_LSTM) lm__json_kv_bool(j, "unit_forget_bias", !o->no_unit_forget_bias);
+  static const char *const nulls[] = {"kernel_regularizer", "recurrent_regularizer", "bias_regularizer",
+                                      "activity_regularizer", "kernel_constraint", "recurrent_constraint",
+                                      "bias_constraint"};
+  for (size_t i = 0; i < sizeof nulls / sizeof nulls[0]; i++) lm__json_kv_null(j, nulls[i]);
+  lm__json_kv_double(j, "dropout", 0.0);
+  lm__json_kv_double(j, "recurrent_dropout", 0.0);
+  if (r->kind == RNN_GRU) lm__json_kv_bool(j, "reset_after", !o->no_reset_after);
+  if (r->kind != RNN_SIMPLE) lm__json_kv_null(j, "seed");
+}
+
+static const lm_layer_vt lstm_vt = {.class_name = "LSTM", .prefix = "lstm", .build = rnn_build, .emit = rnn_emit, .arity = 1, .get_config = rnn_config};
+static const lm_layer_vt gru_vt = {.class_name = "GRU", .prefix = "gru", .build = rnn_build, .emit = rnn_emit, .arity = 1, .get_config = rnn_config};
+static const lm_layer_vt simple_vt = {.class_name = "SimpleRNN", .prefix = "simple_rnn", .build = rnn_build, .emit = rnn_emit, .arity = 1, .get_config = rnn_config};
 
 static const lm_layer_vt *vt_of(rnn_kind kind) {
   return kind == RNN_LSTM ? &lstm_vt : kind == RNN_GRU ? &gru_vt : &simple_vt;
@@ -220,8 +247,20 @@ static int bidi_emit(lm_layer *layer, lm_graph *g, const int *in, int n, int *ou
   return n_out;
 }
 
-static const lm_layer_vt bidi_vt = {
-    .class_name = "Bidirectional", .prefix = "bidirectional", .build = bidi_build, .emit = bidi_emit, .arity = 1};
+static const char *const merge_modes[] = {"concat", "sum", "mul", "ave", NULL};
+
+static void bidi_config(const lm_layer *layer, lm_json *j) {
+  const bidi_layer *bi = (const bidi_layer *)layer;
+  const lm_shape *build = layer->n_nodes ? &layer->nodes[0]->inputs[0]->shape : NULL;
+  lm__json_kv_string(j, "merge_mode", merge_modes[bi->mode]);
+  lm__json_key(j, "layer");
+  lm__json_layer_object(j, &bi->fwd->base, build, layer->trainable);
+  lm__json_key(j, "backward_layer");
+  lm__json_layer_object(j, &bi->bwd->base, build, layer->trainable);
+}
+
+static const lm_layer_vt bidi_vt = {.class_name = "Bidirectional", .prefix = "bidirectional", .build = bidi_build,
+                                    .emit = bidi_emit, .arity = 1, .get_config = bidi_config};
 
 lm_layer *lm_bidirectional_new(lm_layer *layer, lm_bidirectional_opts opts) {
   if (!layer) return lm__layer_error("Bidirectional", LM_ERROR_VALUE, "Bidirectional: the layer is NULL (%s)", lm_last_error());
@@ -256,4 +295,107 @@ lm_layer *lm_bidirectional_new(lm_layer *layer, lm_bidirectional_opts opts) {
   bi->fwd->zero_output_for_mask = bi->bwd->zero_output_for_mask = fwd->opts.return_sequences;
   bi->base.activation = fwd->opts.activation;
   return &bi->base;
+}
+
+/* ---- from_config ---- */
+
+lm_layer *lm__rnn_from_config(lm__cfg *c) {
+  rnn_kind kind = !strcmp(c->cls, "LSTM") ? RNN_LSTM : !strcmp(c->cls, "GRU") ? RNN_GRU : RNN_SIMPLE;
+  int units = 0;
+  bool use_bias = true, unit_forget_bias = true, reset_after = true, zero_output = false;
+  lm_rnn_opts o = {.name = c->name};
+  lm__cfg_int(c, "units", &units, LM__CFG_REQUIRED, 1, LM__CFG_MAX_DIM);
+  lm__cfg_bool(c, "return_sequences", &o.return_sequences, false);
+  lm__cfg_bool(c, "return_state", &o.return_state, false);
+  lm__cfg_bool(c, "go_backwards", &o.go_backwards, false);
+  lm__cfg_fixed_bool(c, "stateful", false, "lamina's recurrent layers start each batch from zero states");
+  lm__cfg_fixed_bool(c, "unroll", false, "lamina runs every sequence as a loop");
+  lm__cfg_fixed_bool(c, "time_major", false, "lamina's sequences are batch-major");
+  lm__cfg_bool(c, "zero_output_for_mask", &zero_output, false);
+  lm__cfg_activation(c, "activation", &o.activation, LM_TANH);
+  if (kind != RNN_SIMPLE) lm__cfg_activation(c, "recurrent_activation", &o.recurrent_activation, LM_SIGMOID);
+  lm__cfg_bool(c, "use_bias", &use_bias, true);
+  lm__cfg_initializer(c, "kernel_initializer", &o.kernel_initializer);
+  lm__cfg_initializer(c, "recurrent_initializer", &o.recurrent_initializer);
+  lm__cfg_initializer(c, "bias_initializer", &o.bias_initializer);
+  if (kind == RNN_LSTM) lm__cfg_bool(c, "unit_forget_bias", &unit_forget_bias, true);
+  if (kind == RNN_GRU) lm__cfg_bool(c, "reset_after", &reset_after, true);
+  lm__cfg_nulls(c, "kernel_regularizer", "recurrent_regularizer", "bias_regularizer", "activity_regularizer",
+                "kernel_constraint", "recurrent_constraint", "bias_constraint", NULL);
+  lm__cfg_fixed_number(c, "dropout", 0, "lamina's recurrent layers have no dropout");
+  lm__cfg_fixed_number(c, "recurrent_dropout", 0, "lamina's recurrent layers have no dropout");
+  /* The seed only drives the dropout masks, which lamina's recurrent layers do not have;
+   * Keras 2's implementation picks a kernel with the same result. */
+  const lm__json_value *seed = lm__cfg_take(c, "seed");
+  if (seed && seed->type != LM_JSON_NULL && (seed->type != LM_JSON_NUMBER || !seed->is_integer))
+    lm__cfg_fail(c, "seed", seed, "must be null or an integer");
+  int implementation;
+  lm__cfg_int(c, "implementation", &implementation, 2, 1, 2);
+  if (!lm__cfg_ok(c)) return NULL;
+  o.no_bias = !use_bias, o.no_unit_forget_bias = !unit_forget_bias, o.no_reset_after = !reset_after;
+  lm_layer *layer = rnn_new(kind, units, o);
+  if (layer && !layer->err.code) ((rnn_layer *)layer)->zero_output_for_mask = zero_output;
+  return layer;
+}
+
+/* The backward layer of a config must be the forward one run backward: lamina derives it.
+ * (Trainable flags of the wrapped layers follow the wrapper's, which owns their weights.) */
+static bool mirrors(const rnn_layer *a, const rnn_layer *b) {
+  const lm_rnn_opts *x = &a->opts, *y = &b->opts;
+  return a->kind == b->kind && a->units == b->units && x->activation == y->activation &&
+         x->recurrent_activation == y->recurrent_activation && x->return_sequences == y->return_sequences &&
+         x->return_state == y->return_state && x->go_backwards == y->go_backwards && x->no_bias == y->no_bias &&
+         x->no_unit_forget_bias == y->no_unit_forget_bias && x->no_reset_after == y->no_reset_after &&
+         !memcmp(&x->kernel_initializer, &y->kernel_initializer, sizeof x->kernel_initializer) &&
+         !memcmp(&x->recurrent_initializer, &y->recurrent_initializer, sizeof x->recurrent_initializer) &&
+         !memcmp(&x->bias_initializer, &y->bias_initializer, sizeof x->bias_initializer);
+}
+
+lm_layer *lm__bidirectional_from_config(lm__cfg *c) {
+  int mode = LM_MERGE_CONCAT;
+  const lm__json_value *m = lm__cfg_take(c, "merge_mode");
+  if (m && m->type == LM_JSON_NULL) { /* Keras then returns the two directions apart */
+    lm__cfg_fail(c, "merge_mode", m, "is null (separate outputs), which lamina does not support");
+    return NULL;
+  }
+  if (m) {
+    int found = -1;
+    for (int i = 0; merge_modes[i]; i++)
+      if (m->type == LM_JSON_STRING && !strcmp(m->string, merge_modes[i])) found = i;
+    if (found < 0) {
+      lm__cfg_fail(c, "merge_mode", m, "must be one of \"concat\", \"sum\", \"mul\", \"ave\"");
+      return NULL;
+    }
+    mode = found;
+  }
+  const lm__json_value *fwd_entry = lm__cfg_take(c, "layer"), *bwd_entry = lm__cfg_take(c, "backward_layer");
+  if (!fwd_entry) lm__cfg_fail(c, "layer", NULL, "is required");
+  lm_layer *fwd = lm__cfg_layer(c, "layer", fwd_entry);
+  if (!fwd) return NULL;
+  if (!is_rnn(fwd)) {
+    lm__cfg_fail(c, "layer", fwd_entry, "must be an LSTM, GRU or SimpleRNN, got %s", fwd->vt->class_name);
+    return NULL;
+  }
+  rnn_layer *want = NULL;
+  if (bwd_entry && bwd_entry->type != LM_JSON_NULL) {
+    lm_layer *bwd = lm__cfg_layer(c, "backward_layer", bwd_entry);
+    if (!bwd) return NULL;
+    if (!is_rnn(bwd)) {
+      lm__cfg_fail(c, "backward_layer", bwd_entry, "must be an LSTM, GRU or SimpleRNN, got %s", bwd->vt->class_name);
+      return NULL;
+    }
+    want = (rnn_layer *)bwd;
+  }
+  lm_layer *layer = lm_bidirectional_new(fwd, (lm_bidirectional_opts){.merge_mode = (lm_merge_mode)mode, .name = c->name});
+  if (!layer || layer->err.code || !want) return layer;
+  bidi_layer *bi = (bidi_layer *)layer;
+  if (!mirrors(bi->bwd, want)) {
+    lm__cfg_fail(c, "backward_layer", bwd_entry,
+                 "must be the forward layer's configuration with go_backwards flipped: lamina does not support a "
+                 "different backward layer");
+    return NULL;
+  }
+  /* The backward layer keeps its name (its weights are saved under it). */
+  snprintf(bi->bwd->base.name, sizeof bi->bwd->base.name, "%s", want->base.name);
+  return layer;
 }

@@ -78,6 +78,7 @@ struct lm_model {
   int n_nodes;
   bool sequential;
   bool stop_training;
+  int resume_epoch; /* set by BackupAndRestore at train begin: fit starts at this epoch */
   lm_compiled *compiled;
 };
 
@@ -87,6 +88,13 @@ LM_INTERNAL lm_layer *lm__layer_new(size_t size, const lm_layer_vt *vt, const ch
 /* Adds a weight filled by an initializer (default_kind used when init.kind is DEFAULT). */
 LM_INTERNAL lm_weight *lm__layer_add_weight(lm_layer *layer, const char *name, lm_shape shape,
                                             lm_initializer init, lm_init_kind default_kind, bool trainable);
+/* Caps the elements lm__layer_add_weight may allocate from now on, all weights together
+ * (building from an untrusted config); -1 lifts the cap. Returns what was left of the
+ * previous cap. */
+LM_INTERNAL int64_t lm__set_weight_budget(int64_t elements);
+/* Later automatic names skip the layer's name when it has their form (prefix or prefix_N):
+ * layers loaded from a config keep their names, and new ones must not repeat them. */
+LM_INTERNAL void lm__session_reserve_name(const lm_layer *layer);
 LM_INTERNAL void lm__init_fill(lm_initializer init, lm_init_kind default_kind, lm_array *a);
 LM_INTERNAL lm_array *lm__weight_array(lm_weight *w);
 LM_INTERNAL bool lm__weight_trainable(const lm_weight *w);
@@ -104,6 +112,8 @@ LM_INTERNAL bool lm__is_input_layer(const lm_layer *layer);
 LM_INTERNAL lm_tensor *lm__tensor_error(const lm_error *err);
 LM_INTERNAL void lm__session_track_tensor(lm_tensor *t);
 LM_INTERNAL void lm__session_track_model(lm_model *m);
+/* Asks the fit that is starting to begin at epoch (a restored backup). */
+LM_INTERNAL void lm__model_resume_at(lm_model *model, int epoch);
 /* Frees what compile attached (the train module owns lm_compiled). */
 LM_INTERNAL void lm__compiled_free(lm_compiled *c);
 

@@ -27,6 +27,32 @@ static void auto_name(const char *prefix, bool one_based, char *out, size_t len)
   else snprintf(out, len, "%s", prefix);
 }
 
+void lm__session_reserve_name(const lm_layer *layer) {
+  const char *prefix = layer->vt->prefix, *name = layer->name;
+  size_t n = strlen(prefix);
+  if (strncmp(name, prefix, n)) return;
+  int next;
+  if (!name[n]) {
+    if (layer->vt->one_based) return; /* automatic names are prefix_1, prefix_2, ... */
+    next = 1;
+  } else {
+    const char *d = name + n + 1;
+    size_t digits = strspn(d, "0123456789");
+    if (name[n] != '_' || !digits || digits > 9 || d[digits] || d[0] == '0') return;
+    next = atoi(d) + 1;
+  }
+  for (int i = 0; i < session.n_names; i++) {
+    if (!strcmp(session.names[i].prefix, prefix)) {
+      if (session.names[i].count < next) session.names[i].count = next;
+      return;
+    }
+  }
+  if (!lm__grow(&session.names, &session.cap_names, session.n_names + 1, sizeof *session.names)) {
+    snprintf(session.names[session.n_names].prefix, sizeof session.names[0].prefix, "%s", prefix);
+    session.names[session.n_names++].count = next;
+  }
+}
+
 lm_layer *lm__layer_new(size_t size, const lm_layer_vt *vt, const char *name) {
   lm_layer *layer = lm__calloc(1, size);
   if (!layer) return NULL;
@@ -101,8 +127,30 @@ void lm_session_clear(void) {
   session.n_names = session.cap_names = 0;
 }
 
+/* Elements that weights may still take; -1: no cap (see lm__set_weight_budget). */
+static int64_t weight_budget = -1;
+
+int64_t lm__set_weight_budget(int64_t elements) {
+  int64_t old = weight_budget;
+  weight_budget = elements;
+  return old;
+}
+
 lm_weight *lm__layer_add_weight(lm_layer *layer, const char *name, lm_shape shape, lm_initializer init,
                                 lm_init_kind default_kind, bool trainable) {
+  int64_t size = 1;
+  bool too_big = false;
+  for (int i = 0; i < shape.rank; i++) {
+    if (shape.dim[i] > 0 && size > INT64_MAX / shape.dim[i]) too_big = true;
+    else size *= shape.dim[i];
+  }
+  if (too_big || (weight_budget >= 0 && size > weight_budget)) {
+    char buf[128];
+    lm__fail(&layer->err, LM_ERROR_MEMORY, "Layer \"%s\": weight %s of shape %s is too large%s", layer->name, name,
+             lm_shape_format(shape, buf, sizeof buf), too_big ? "" : " for what is left of the weight limit");
+    return NULL;
+  }
+  if (weight_budget >= 0) weight_budget -= size;
   lm_weight *w = lm__calloc(1, sizeof *w);
   if (!w || lm__grow(&layer->weights, &layer->cap_weights, layer->n_weights + 1, sizeof *layer->weights)) {
     free(w);

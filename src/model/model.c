@@ -384,6 +384,10 @@ int64_t lm_model_count_trainable_params(const lm_model *model) {
   return n;
 }
 
+void lm__model_resume_at(lm_model *model, int epoch) {
+  if (model) model->resume_epoch = epoch;
+}
+
 void lm_model_free(lm_model *model) {
   if (!model) return;
   lm__compiled_free(model->compiled);

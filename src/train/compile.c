@@ -35,6 +35,31 @@ void lm__compiled_free(lm_compiled *c) {
   free(c);
 }
 
+float **lm__compiled_slots(lm_compiled *c, lm_weight *w) {
+  int k = 0;
+  while (k < c->n_weights && c->weights[k] != w) k++;
+  if (k < c->n_weights) return c->slots + k * c->n_slots;
+  int cap = c->cap_weights;
+  if (lm__grow(&c->weights, &c->cap_weights, k + 1, sizeof *c->weights)) return NULL;
+  if (c->cap_weights != cap) {
+    float **slots = lm__realloc(c->slots, (size_t)(c->cap_weights * (c->n_slots ? c->n_slots : 1)) * sizeof *slots);
+    if (!slots) return NULL;
+    c->slots = slots;
+  }
+  for (int s = 0; s < c->n_slots; s++) {
+    float *buf = lm__alloc_floats(w->value->size);
+    if (!buf) {
+      for (int t = 0; t < s; t++) free(c->slots[k * c->n_slots + t]);
+      return NULL;
+    }
+    c->slots[k * c->n_slots + s] = buf;
+  }
+  lm__optimizer_init_slots(c->opt, c->slots + k * c->n_slots, w->value->size);
+  c->weights[k] = w;
+  c->n_weights++;
+  return c->slots + k * c->n_slots;
+}
+
 /* Resolves a per-output list given once (broadcast), in output order, or by name. */
 static lm_status per_output_names(lm_model *model, const lm_names *names, const char *what, int o, const char **out,
                                   int max, int *n_out, lm_error *err) {

@@ -1,5 +1,6 @@
-/* fit / evaluate / predict: feeding arrays by position or name, batching, the training step,
- * running logs, validation, callbacks and the progress bar. */
+/* fit / evaluate / predict: feeding arrays by position or name, or batches from a data
+ * source; batching, the training step, running logs, validation, callbacks and the
+ * progress bar. */
 #include "train/progbar.h"
 #include "train/train.h"
 #include <math.h>
@@ -153,27 +154,9 @@ fail:
 static int bind_slots(lm_compiled *c, lm_program *p) {
   for (int v = 0; v < p->g->n_vals; v++) {
     if (p->g->vals[v].kind != LM_VALUE_PARAM) continue;
-    lm_weight *w = p->g->vals[v].weight;
-    int k = 0;
-    while (k < c->n_weights && c->weights[k] != w) k++;
-    if (k == c->n_weights) {
-      int cap = c->cap_weights;
-      if (lm__grow(&c->weights, &c->cap_weights, k + 1, sizeof *c->weights)) return -1;
-      if (c->cap_weights != cap) {
-        float **slots = lm__realloc(c->slots, (size_t)(c->cap_weights * (c->n_slots ? c->n_slots : 1)) * sizeof *slots);
-        if (!slots) return -1;
-        c->slots = slots;
-      }
-      for (int s = 0; s < c->n_slots; s++) {
-        float *buf = lm__alloc_floats(w->value->size);
-        if (!buf) return -1;
-        c->slots[k * c->n_slots + s] = buf;
-      }
-      lm__optimizer_init_slots(c->opt, c->slots + k * c->n_slots, w->value->size);
-      c->weights[k] = w;
-      c->n_weights++;
-    }
-    p->slot_of[v] = k;
+    float **slots = lm__compiled_slots(c, p->g->vals[v].weight);
+    if (!slots) return -1;
+    p->slot_of[v] = (int)((slots - c->slots) / (c->n_slots ? c->n_slots : 1));
   }
   return 0;
 }
@@ -337,41 +320,6 @@ static lm_program *train_program(lm_model *m, const feeds *y) {
   return c->train;
 }
 
-/* Runs the model over samples [lo, hi) without updating it; fills logs with prefix. */
-static int run_test(lm_model *m, lm_program *p, const feeds *x, const feeds *y, int64_t lo, int64_t hi, int batch_size,
-                    const lm_callbacks *cbs, lm_progbar *bar, const char *prefix, lm_logs *out) {
-  lm_compiled *c = m->compiled;
-  tracker *t = lm__calloc(1, sizeof *t);
-  int64_t *idx = lm__calloc((size_t)batch_size, sizeof *idx);
-  int rc = -1;
-  if (!t || !idx) goto done;
-  tracker_reset(t, m, c);
-  lm_logs logs = {0};
-  EACH_CALLBACK(cbs, on_test_begin, &logs);
-  int batch = 0;
-  for (int64_t start = lo; start < hi; start += batch_size, batch++) {
-    int64_t rows = hi - start < batch_size ? hi - start : batch_size;
-    EACH_CALLBACK(cbs, on_test_batch_begin, batch, &logs);
-    lm_plan *plan = get_plan(p, 0, x, y, rows);
-    if (!plan) goto done;
-    for (int64_t r = 0; r < rows; r++) idx[r] = start + r;
-    feed_batch(plan, p, x, y, idx, rows);
-    lm__plan_forward(plan);
-    if (!ran_clean(plan, "evaluate")) goto done;
-    tracker_update(t, m, c, plan, p, rows);
-    tracker_logs(t, m, c, "", &logs);
-    EACH_CALLBACK(cbs, on_test_batch_end, batch, &logs);
-    if (bar) progbar_show(bar, batch + 1, &logs, start + batch_size >= hi);
-  }
-  EACH_CALLBACK(cbs, on_test_end, &logs);
-  tracker_logs(t, m, c, prefix, out);
-  rc = 0;
-done:
-  free(t);
-  free(idx);
-  return rc;
-}
-
 static int resolve_xy(lm_model *m, const char *fn, lm_feed *x, lm_feed *y, feeds *fx, feeds *fy) {
   if (resolve(m, fn, "x", x, 0, fx) || resolve(m, fn, "y", y, 1, fy) || check_targets(m, m->compiled, fn, fy)) return -1;
   if (fx->samples != fy->samples) {
@@ -380,6 +328,154 @@ static int resolve_xy(lm_model *m, const char *fn, lm_feed *x, lm_feed *y, feeds
     return -1;
   }
   return 0;
+}
+
+/* ---- Feeders: where batches come from. One loop serves arrays and data sources. ---- */
+typedef struct feeder {
+  const char *fn; /* for messages: "fit", "fit (validation data)", "evaluate", "predict" */
+  lm_model *m;
+  bool with_y;
+  int64_t n_batches; /* in a pass; -1 when unknown */
+  /* arrays: samples perm[0 .. n) (absolute indices), batch_size at a time */
+  const feeds *x, *y;
+  int64_t lo, n, batch_size;
+  int64_t *perm;
+  bool shuffle;
+  /* a source: the current batch's arrays, fed in order */
+  lm_source *src;
+  feeds bx, by;
+  int64_t *iota;
+  int64_t iota_cap;
+} feeder;
+
+static void feeder_arrays(feeder *f, lm_model *m, const char *fn, const feeds *x, const feeds *y, int64_t lo, int64_t hi,
+                          int batch_size, bool shuffle) {
+  *f = (feeder){.fn = fn, .m = m, .with_y = y != NULL, .x = x, .y = y, .lo = lo, .n = hi - lo, .batch_size = batch_size,
+                .shuffle = shuffle, .n_batches = (hi - lo + batch_size - 1) / batch_size};
+}
+
+static void feeder_source(feeder *f, lm_model *m, const char *fn, lm_source *src, bool with_y) {
+  *f = (feeder){.fn = fn, .m = m, .with_y = with_y, .src = src, .n_batches = src->n_batches < 0 ? -1 : src->n_batches};
+}
+
+static void feeder_free(feeder *f) {
+  free(f->perm);
+  free(f->iota);
+}
+
+/* Starts a pass over the data: arrays are (re)shuffled, as Keras does at every epoch. */
+/* Starts a pass. The shuffle is keyed (by the seed, the epoch and the optimizer's step
+ * count) rather than drawn from a running stream, so that a run resumed from a backup
+ * shuffles exactly as the uninterrupted run did. */
+static int feeder_begin(feeder *f, uint64_t key) {
+  if (f->src) return 0;
+  if (!f->perm && !(f->perm = lm__calloc((size_t)f->n, sizeof *f->perm))) return -1;
+  for (int64_t i = 0; i < f->n; i++) f->perm[i] = f->lo + i;
+  if (f->shuffle) {
+    lm_rng rng;
+    lm__rng_seed(&rng, key);
+    for (int64_t i = f->n - 1; i > 0; i--) {
+      int64_t j = (int64_t)(lm__rng_next(&rng) % (uint64_t)(i + 1)), tmp = f->perm[i];
+      f->perm[i] = f->perm[j], f->perm[j] = tmp;
+    }
+  }
+  return 0;
+}
+
+/* Batch `index` of the pass: 1 with *x, *y, the sample indices and the row count set; 0
+ * when the data has no such batch; -1 on failure. */
+static int feeder_next(feeder *f, int64_t index, const feeds **x, const feeds **y, const int64_t **idx, int64_t *rows) {
+  if (!f->src) {
+    int64_t start = index * f->batch_size;
+    if (start >= f->n) return 0;
+    *rows = f->n - start < f->batch_size ? f->n - start : f->batch_size;
+    *idx = f->perm + start;
+    *x = f->x, *y = f->y;
+    return 1;
+  }
+  lm_batch b = {0};
+  f->src->error[0] = 0;
+  int r = f->src->get(f->src, index, &b);
+  if (r == LM_SOURCE_END) return 0;
+  f->src->error[sizeof f->src->error - 1] = 0;
+  if (r != 0) {
+    lm__fail(NULL, LM_ERROR_VALUE, "%s: the data source failed at batch %lld%s%s", f->fn, (long long)index,
+             f->src->error[0] ? ": " : "", f->src->error);
+    return -1;
+  }
+  char fn[128];
+  snprintf(fn, sizeof fn, "%s (data source, batch %lld)", f->fn, (long long)index);
+  if (f->with_y ? resolve_xy(f->m, fn, &b.x, &b.y, &f->bx, &f->by) : resolve(f->m, fn, "x", &b.x, 0, &f->bx)) return -1;
+  if (f->bx.samples > f->iota_cap) {
+    int64_t *p = lm__realloc(f->iota, (size_t)f->bx.samples * sizeof *p);
+    if (!p) return -1;
+    f->iota = p;
+    for (int64_t i = f->iota_cap; i < f->bx.samples; i++) f->iota[i] = i;
+    f->iota_cap = f->bx.samples;
+  }
+  *rows = f->bx.samples;
+  *idx = f->iota;
+  *x = &f->bx, *y = f->with_y ? &f->by : NULL;
+  return 1;
+}
+
+static void feeder_epoch_end(feeder *f, int epoch) {
+  if (f->src && f->src->on_epoch_end) f->src->on_epoch_end(f->src, epoch);
+}
+
+static void ran_out_warning(bool *warned) {
+  if (*warned) return;
+  *warned = true;
+  fprintf(stderr, "UserWarning: Your input ran out of data; interrupting training. Make sure that your dataset or "
+                  "generator can generate at least `steps_per_epoch * epochs` batches. You may need to use the "
+                  "`.repeat()` function when building your dataset.\n");
+}
+
+/* Runs the model over up to `steps` batches of a pass (0: all) without updating it; fills
+ * logs with prefix. */
+static int run_test(lm_model *m, feeder *f, int64_t steps, const lm_callbacks *cbs, lm_progbar *bar, const char *prefix,
+                    lm_logs *out) {
+  lm_compiled *c = m->compiled;
+  tracker *t = lm__calloc(1, sizeof *t);
+  int rc = -1;
+  if (!t || feeder_begin(f, 0)) goto done;
+  tracker_reset(t, m, c);
+  lm_logs logs = {0};
+  EACH_CALLBACK(cbs, on_test_begin, &logs);
+  int64_t limit = steps > 0 && (f->n_batches < 0 || steps < f->n_batches) ? steps : f->n_batches, batch = 0;
+  for (; limit < 0 || batch < limit; batch++) {
+    const feeds *x, *y;
+    const int64_t *idx;
+    int64_t rows;
+    int r = feeder_next(f, batch, &x, &y, &idx, &rows);
+    if (r < 0) goto done;
+    if (r == 0) break;
+    EACH_CALLBACK(cbs, on_test_batch_begin, (int)batch, &logs);
+    lm_program *p = train_program(m, y);
+    lm_plan *plan = p ? get_plan(p, 0, x, y, rows) : NULL;
+    if (!plan) goto done;
+    feed_batch(plan, p, x, y, idx, rows);
+    lm__plan_forward(plan);
+    if (!ran_clean(plan, f->fn)) goto done;
+    tracker_update(t, m, c, plan, p, rows);
+    tracker_logs(t, m, c, "", &logs);
+    EACH_CALLBACK(cbs, on_test_batch_end, (int)batch, &logs);
+    if (bar) progbar_show(bar, batch + 1, &logs, batch + 1 == limit);
+  }
+  if (batch == 0) {
+    lm__fail(NULL, LM_ERROR_VALUE, "%s: the data gave no batch", f->fn);
+    goto done;
+  }
+  if (bar && batch != limit) { /* the count was unknown, or the data ended early */
+    bar->target = batch;
+    progbar_show(bar, batch, &logs, 1);
+  }
+  EACH_CALLBACK(cbs, on_test_end, &logs);
+  tracker_logs(t, m, c, prefix, out);
+  rc = 0;
+done:
+  free(t);
+  return rc;
 }
 
 /* Rows [lo, hi) of a, without copying. */
@@ -393,13 +489,14 @@ static void free_views(lm_array **views) {
   for (int i = 0; i < 2 * LM_MAX_TENSORS; i++) lm_array_free(views[i]);
 }
 
-/* Shows callbacks the validation arrays, as Keras's callback.validation_data did. */
-static int share_validation(const lm_callbacks *cbs, const feeds *vx, const feeds *vy, int64_t lo, int64_t hi,
-                            lm_array **views) {
+/* Shows callbacks the validation arrays, as Keras's callback.validation_data did (none for
+ * a validation source). */
+static int share_validation(const lm_callbacks *cbs, const feeder *vf, lm_array **views) {
+  const feeds *vx = vf && !vf->src ? vf->x : NULL, *vy = vf && !vf->src ? vf->y : NULL;
   for (int i = 0; vx && i < vx->n; i++)
-    if (!(views[i] = row_view(vx->a[i], lo, hi))) return -1;
+    if (!(views[i] = row_view(vx->a[i], vf->lo, vf->lo + vf->n))) return -1;
   for (int i = 0; vy && i < vy->n; i++)
-    if (!(views[LM_MAX_TENSORS + i] = row_view(vy->a[i], lo, hi))) return -1;
+    if (!(views[LM_MAX_TENSORS + i] = row_view(vy->a[i], vf->lo, vf->lo + vf->n))) return -1;
   for (int k = 0; k < cbs->n; k++) {
     lm_callback *cb = cbs->cb[k];
     if (!cb) continue;
@@ -413,72 +510,66 @@ static int share_validation(const lm_callbacks *cbs, const feeds *vx, const feed
 
 static int verbosity(int v) { return v == LM_SILENT ? 0 : v == 0 ? 1 : v; }
 
-lm_history *lm_fit_opts_(lm_model *m, lm_feed x, lm_feed y, lm_fit_opts o) {
+/* The training loop, whatever feeds it. */
+static lm_history *fit_loop(lm_model *m, feeder *tf, feeder *vf, const lm_fit_opts *o) {
   const char *fn = "fit";
-  if (check_ready(m, fn)) return NULL;
   lm_compiled *c = m->compiled;
-  feeds fx, fy, vx, vy;
-  if (resolve_xy(m, fn, &x, &y, &fx, &fy)) return NULL;
-  int epochs = o.epochs ? o.epochs : 1, batch_size = o.batch_size ? o.batch_size : 32, verbose = verbosity(o.verbose);
-  if (epochs < 0 || batch_size < 0 || o.initial_epoch < 0 || !(o.validation_split >= 0 && o.validation_split < 1)) {
-    lm__fail(NULL, LM_ERROR_VALUE, "fit: invalid settings: epochs %d, batch_size %d, initial_epoch %d, validation_split %g", epochs,
-             batch_size, o.initial_epoch, o.validation_split);
-    return NULL;
-  }
-  int64_t n_train = fx.samples, val_lo = 0, val_hi = 0;
-  const feeds *val_x = NULL, *val_y = NULL;
-  if (o.validation_x.n || o.validation_y.n) {
-    if (resolve_xy(m, "fit (validation data)", &o.validation_x, &o.validation_y, &vx, &vy)) return NULL;
-    val_x = &vx, val_y = &vy, val_hi = vx.samples;
-  } else if (o.validation_split > 0) {
-    /* Keras takes the last fraction, before any shuffling. */
-    int64_t split_at = (int64_t)floor((double)fx.samples * (1.0 - o.validation_split));
-    if (split_at <= 0 || split_at >= fx.samples) {
-      lm__fail(NULL, LM_ERROR_VALUE, "fit: validation_split %g of %lld samples leaves an empty training or validation set",
-               o.validation_split, (long long)fx.samples);
-      return NULL;
-    }
-    n_train = split_at;
-    val_x = &fx, val_y = &fy, val_lo = split_at, val_hi = fx.samples;
-  }
-
-  lm_program *p = train_program(m, &fy);
-  if (!p) return NULL;
-  drop_plans(p); /* trainable flags may have changed since the last fit */
+  int epochs = o->epochs ? o->epochs : 1, verbose = verbosity(o->verbose);
+  drop_plans(c->train); /* trainable flags may have changed since the last fit */
   lm_history *h = lm__history_new();
-  int64_t *perm = lm__calloc((size_t)n_train, sizeof *perm);
   tracker *t = lm__calloc(1, sizeof *t);
-  const lm_callbacks *cbs = &o.callbacks;
+  const lm_callbacks *cbs = &o->callbacks;
   lm_array *val_views[2 * LM_MAX_TENSORS] = {0};
-  if (!h || !perm || !t || share_validation(cbs, val_x, val_y, val_lo, val_hi, val_views)) goto fail;
+  bool warned = false;
+  if (!h || !t || share_validation(cbs, vf, val_views)) goto fail;
   for (int i = 0; i < cbs->n; i++)
     if (cbs->cb[i]) cbs->cb[i]->model = m;
   m->stop_training = false;
   lm_logs logs = {0};
   EACH_CALLBACK(cbs, on_train_begin, &logs);
-  int64_t steps = (n_train + batch_size - 1) / batch_size;
-  for (int epoch = o.initial_epoch; epoch < epochs && !m->stop_training; epoch++) {
+  /* Batches an epoch: steps_per_epoch, else a pass (-1: until the source ends it). With
+   * steps_per_epoch an epoch goes on where the last stopped, and a new pass starts when the
+   * data is used up, as in Keras's EpochIterator. The bar's target is learnt in the first
+   * epoch when unknown, as Keras's ProgbarLogger does. */
+  int64_t steps = o->steps_per_epoch > 0 ? o->steps_per_epoch : tf->n_batches, known = steps, pos = 0;
+  /* A callback that restored a backup (BackupAndRestore) says where to go on from. */
+  int first_epoch = m->resume_epoch > o->initial_epoch ? m->resume_epoch : o->initial_epoch;
+  m->resume_epoch = 0;
+  for (int epoch = first_epoch; epoch < epochs && !m->stop_training; epoch++) {
     memset(&logs, 0, sizeof logs);
     EACH_CALLBACK(cbs, on_epoch_begin, epoch, &logs);
-    for (int64_t i = 0; i < n_train; i++) perm[i] = i;
-    if (!o.no_shuffle)
-      for (int64_t i = n_train - 1; i > 0; i--) {
-        int64_t j = (int64_t)(lm__rng_next(lm__global_rng()) % (uint64_t)(i + 1)), tmp = perm[i];
-        perm[i] = perm[j], perm[j] = tmp;
-      }
+    uint64_t shuffle_key = lm__mix64(lm__rng_seed_value() ^ lm__mix64((uint64_t)epoch) ^ lm__mix64((uint64_t)c->opt->iterations + 0x5bd1e995u));
+    if (pos == 0 && feeder_begin(tf, shuffle_key)) goto fail;
     tracker_reset(t, m, c);
     lm_progbar bar;
     if (verbose) {
       printf("Epoch %d/%d\n", epoch + 1, epochs);
       fflush(stdout);
     }
-    lm__progbar_init(&bar, stdout, steps, verbose);
-    for (int64_t step = 0; step < steps; step++) {
-      int64_t start = step * batch_size, rows = n_train - start < batch_size ? n_train - start : batch_size;
+    lm__progbar_init(&bar, stdout, known, verbose);
+    int64_t done = 0;
+    while (steps < 0 || done < steps) {
+      if (tf->n_batches >= 0 && pos >= tf->n_batches) {
+        if (o->steps_per_epoch) ran_out_warning(&warned);
+        break;
+      }
+      const feeds *x, *y;
+      const int64_t *idx;
+      int64_t rows;
+      int r = feeder_next(tf, pos, &x, &y, &idx, &rows);
+      if (r < 0) goto fail;
+      if (r == 0) {
+        if (o->steps_per_epoch) ran_out_warning(&warned);
+        pos = -1; /* start a new pass next epoch */
+        break;
+      }
+      pos++;
+      int64_t step = done++;
       EACH_CALLBACK(cbs, on_train_batch_begin, (int)step, &logs);
-      lm_plan *plan = get_plan(p, 1, &fx, &fy, rows);
+      lm_program *p = train_program(m, y);
+      lm_plan *plan = p ? get_plan(p, 1, x, y, rows) : NULL;
       if (!plan) goto fail;
-      feed_batch(plan, p, &fx, &fy, perm + start, rows);
+      feed_batch(plan, p, x, y, idx, rows);
       /* Dropout masks follow the model's step count, not the plan's: a new mask every step,
        * across fit calls and batch sizes. */
       plan->step = (uint64_t)c->opt->iterations;
@@ -503,56 +594,166 @@ lm_history *lm_fit_opts_(lm_model *m, lm_feed x, lm_feed y, lm_fit_opts o) {
       tracker_update(t, m, c, plan, p, rows);
       tracker_logs(t, m, c, "", &logs);
       EACH_CALLBACK(cbs, on_train_batch_end, (int)step, &logs);
-      if (verbose == 1 && step + 1 < steps) progbar_show(&bar, step + 1, &logs, 0);
+      if (verbose == 1 && (known < 0 || done < known)) progbar_show(&bar, done, &logs, 0);
       if (m->stop_training) break; /* a callback stopped training mid-epoch: Keras ends the epoch here */
     }
-    if (val_x) {
-      lm_program *vp = train_program(m, val_y);
-      if (!vp || run_test(m, vp, val_x, val_y, val_lo, val_hi, batch_size, cbs, NULL, "val_", &logs)) goto fail;
-      p = c->train;
+    if (done == 0) {
+      lm__fail(NULL, LM_ERROR_VALUE, "fit: the data gave no batch in epoch %d", epoch + 1);
+      goto fail;
     }
+    if (!o->steps_per_epoch || pos < 0 || (tf->n_batches >= 0 && pos >= tf->n_batches)) pos = 0;
+    if (known < 0) known = done;
+    feeder_epoch_end(tf, epoch);
+    if (vf && run_test(m, vf, o->validation_steps, cbs, NULL, "val_", &logs)) goto fail;
     EACH_CALLBACK(cbs, on_epoch_end, epoch, &logs);
-    if (verbose) progbar_show(&bar, steps, &logs, 1); /* after the callbacks, as Keras's ProgbarLogger comes last */
+    if (bar.target < 0) bar.target = done;
+    if (verbose) progbar_show(&bar, bar.target, &logs, 1); /* after the callbacks, as Keras's ProgbarLogger comes last */
     if (lm__history_append(h, &logs)) goto fail;
   }
   EACH_CALLBACK(cbs, on_train_end, &logs);
   free_views(val_views);
-  free(perm);
   free(t);
   return h;
 fail:
   free_views(val_views);
-  free(perm);
   free(t);
   lm_history_free(h);
   return NULL;
 }
 
-lm_history *lm_evaluate_opts_(lm_model *m, lm_feed x, lm_feed y, lm_eval_opts o) {
-  if (check_ready(m, "evaluate")) return NULL;
-  feeds fx, fy;
-  if (resolve_xy(m, "evaluate", &x, &y, &fx, &fy)) return NULL;
-  int batch_size = o.batch_size > 0 ? o.batch_size : 32, verbose = verbosity(o.verbose);
-  lm_program *p = train_program(m, &fy);
-  if (!p) return NULL;
+/* Validation data for fit: arrays (validation_x / y, or validation_split of x and y) or a
+ * source. 1 with *vf set, 0 for none, -1 on bad data. */
+static int fit_validation(lm_model *m, const lm_fit_opts *o, const feeds *fx, const feeds *fy, int64_t *n_train, feeds *vx,
+                          feeds *vy, feeder *vf) {
+  int batch_size = o->batch_size ? o->batch_size : 32;
+  if (o->validation_source && (o->validation_x.n || o->validation_y.n)) {
+    lm__fail(NULL, LM_ERROR_VALUE, "fit: validation data given twice (validation_source and validation_x / y)");
+    return -1;
+  }
+  if (o->validation_source) {
+    if (!o->validation_source->get) {
+      lm__fail(NULL, LM_ERROR_VALUE, "fit: the validation source has no get function");
+      return -1;
+    }
+    feeder_source(vf, m, "fit (validation data)", o->validation_source, true);
+    return 1;
+  }
+  if (o->validation_x.n || o->validation_y.n) {
+    lm_feed x = o->validation_x, y = o->validation_y;
+    if (resolve_xy(m, "fit (validation data)", &x, &y, vx, vy)) return -1;
+    feeder_arrays(vf, m, "fit (validation data)", vx, vy, 0, vx->samples, batch_size, false);
+    return 1;
+  }
+  if (o->validation_split > 0) {
+    if (!fx) {
+      lm__fail(NULL, LM_ERROR_VALUE, "fit: validation_split is only supported for arrays, not for a data source");
+      return -1;
+    }
+    /* Keras takes the last fraction, before any shuffling. */
+    int64_t split_at = (int64_t)floor((double)fx->samples * (1.0 - o->validation_split));
+    if (split_at <= 0 || split_at >= fx->samples) {
+      lm__fail(NULL, LM_ERROR_VALUE, "fit: validation_split %g of %lld samples leaves an empty training or validation set",
+               o->validation_split, (long long)fx->samples);
+      return -1;
+    }
+    *n_train = split_at;
+    feeder_arrays(vf, m, "fit (validation data)", fx, fy, split_at, fx->samples, batch_size, false);
+    return 1;
+  }
+  return 0;
+}
+
+static int check_fit_opts(const lm_fit_opts *o) {
+  int epochs = o->epochs ? o->epochs : 1, batch_size = o->batch_size ? o->batch_size : 32;
+  if (epochs < 0 || batch_size < 0 || o->initial_epoch < 0 || !(o->validation_split >= 0 && o->validation_split < 1) ||
+      o->steps_per_epoch < 0 || o->validation_steps < 0) {
+    lm__fail(NULL, LM_ERROR_VALUE,
+             "fit: invalid settings: epochs %d, batch_size %d, initial_epoch %d, validation_split %g, steps_per_epoch %lld, "
+             "validation_steps %lld",
+             epochs, batch_size, o->initial_epoch, o->validation_split, (long long)o->steps_per_epoch,
+             (long long)o->validation_steps);
+    return -1;
+  }
+  return 0;
+}
+
+lm_history *lm_fit_opts_(lm_model *m, lm_feed x, lm_feed y, lm_fit_opts o) {
+  if (check_ready(m, "fit") || check_fit_opts(&o)) return NULL;
+  feeds fx, fy, vx, vy;
+  if (resolve_xy(m, "fit", &x, &y, &fx, &fy)) return NULL;
+  int64_t n_train = fx.samples;
+  feeder tf, vf;
+  int has_val = fit_validation(m, &o, &fx, &fy, &n_train, &vx, &vy, &vf);
+  if (has_val < 0) return NULL;
+  feeder_arrays(&tf, m, "fit", &fx, &fy, 0, n_train, o.batch_size ? o.batch_size : 32, !o.no_shuffle);
+  lm_history *h = fit_loop(m, &tf, has_val ? &vf : NULL, &o);
+  feeder_free(&tf);
+  if (has_val) feeder_free(&vf);
+  return h;
+}
+
+static int check_source(const char *fn, const lm_source *src) {
+  if (!src || !src->get) {
+    lm__fail(NULL, LM_ERROR_VALUE, "%s: the data source is NULL or has no get function", fn);
+    return -1;
+  }
+  return 0;
+}
+
+lm_history *lm_fit_source_opts_(lm_model *m, lm_source *src, lm_fit_opts o) {
+  if (check_ready(m, "fit") || check_fit_opts(&o) || check_source("fit", src)) return NULL;
+  if (o.batch_size) {
+    lm__fail(NULL, LM_ERROR_VALUE, "fit: batch_size does not apply to a data source, whose batches are made by the source");
+    return NULL;
+  }
+  feeds vx, vy;
+  int64_t unused;
+  feeder tf, vf;
+  int has_val = fit_validation(m, &o, NULL, NULL, &unused, &vx, &vy, &vf);
+  if (has_val < 0) return NULL;
+  feeder_source(&tf, m, "fit", src, true);
+  lm_history *h = fit_loop(m, &tf, has_val ? &vf : NULL, &o);
+  feeder_free(&tf);
+  if (has_val) feeder_free(&vf);
+  return h;
+}
+
+static lm_history *evaluate_loop(lm_model *m, feeder *f, const lm_eval_opts *o) {
+  int verbose = verbosity(o->verbose);
+  int64_t target = o->steps > 0 && (f->n_batches < 0 || o->steps < f->n_batches) ? o->steps : f->n_batches;
   lm_progbar bar;
-  lm__progbar_init(&bar, stdout, (fx.samples + batch_size - 1) / batch_size, verbose);
+  lm__progbar_init(&bar, stdout, target, verbose);
   lm_logs logs = {0};
   lm_history *h = lm__history_new();
-  if (!h || run_test(m, p, &fx, &fy, 0, fx.samples, batch_size, &o.callbacks, verbose ? &bar : NULL, "", &logs) ||
-      lm__history_append(h, &logs)) {
+  if (!h || run_test(m, f, o->steps, &o->callbacks, verbose ? &bar : NULL, "", &logs) || lm__history_append(h, &logs)) {
     lm_history_free(h);
     return NULL;
   }
   return h;
 }
 
-lm_outputs lm_predict_opts_(lm_model *m, lm_feed x, lm_eval_opts o) {
+lm_history *lm_evaluate_opts_(lm_model *m, lm_feed x, lm_feed y, lm_eval_opts o) {
+  if (check_ready(m, "evaluate")) return NULL;
+  feeds fx, fy;
+  if (resolve_xy(m, "evaluate", &x, &y, &fx, &fy)) return NULL;
+  feeder f;
+  feeder_arrays(&f, m, "evaluate", &fx, &fy, 0, fx.samples, o.batch_size > 0 ? o.batch_size : 32, false);
+  lm_history *h = evaluate_loop(m, &f, &o);
+  feeder_free(&f);
+  return h;
+}
+
+lm_history *lm_evaluate_source_opts_(lm_model *m, lm_source *src, lm_eval_opts o) {
+  if (check_ready(m, "evaluate") || check_source("evaluate", src)) return NULL;
+  feeder f;
+  feeder_source(&f, m, "evaluate", src, true);
+  lm_history *h = evaluate_loop(m, &f, &o);
+  feeder_free(&f);
+  return h;
+}
+
+static lm_outputs predict_loop(lm_model *m, feeder *f, const lm_eval_opts *o) {
   lm_outputs res = {0};
-  if (!m) return lm__fail(NULL, LM_ERROR_VALUE, "predict: the model is NULL"), res;
-  if (m->base.err.code) return lm__fail(NULL, m->base.err.code, "%s", m->base.err.msg), res;
-  feeds fx;
-  if (resolve(m, "predict", "x", &x, 0, &fx)) return res;
   if (!m->compiled) {
     /* Prediction needs no compile; keep the program on a bare compiled state. */
     m->compiled = lm__calloc(1, sizeof *m->compiled);
@@ -561,48 +762,102 @@ lm_outputs lm_predict_opts_(lm_model *m, lm_feed x, lm_eval_opts o) {
   lm_compiled *c = m->compiled;
   if (!c->predict && !(c->predict = program_new(m, c, NULL))) return res;
   lm_program *p = c->predict;
-  int batch_size = o.batch_size > 0 ? o.batch_size : 32, verbose = verbosity(o.verbose);
-  int64_t n = fx.samples;
-  int64_t *idx = lm__calloc((size_t)batch_size, sizeof *idx);
-  if (!idx) return res;
-  res.n = m->n_outputs; /* arrays are made once the first plan knows the output shapes */
+  int verbose = verbosity(o->verbose);
+  int64_t limit = o->steps > 0 && (f->n_batches < 0 || o->steps < f->n_batches) ? o->steps : f->n_batches;
+  /* Outputs grow with the batches (the sample count of a source is not known up front). */
+  float *buf[LM_MAX_OUTPUTS] = {0};
+  lm_shape shape[LM_MAX_OUTPUTS];
+  int64_t per[LM_MAX_OUTPUTS], n = 0, cap = f->src ? 0 : f->n, batch = 0;
   lm_progbar bar;
-  lm__progbar_init(&bar, stdout, (n + batch_size - 1) / batch_size, verbose);
-  const lm_callbacks *cbs = &o.callbacks;
+  lm__progbar_init(&bar, stdout, limit, verbose);
+  const lm_callbacks *cbs = &o->callbacks;
   lm_logs logs = {0};
+  if (feeder_begin(f, 0)) goto fail;
   EACH_CALLBACK(cbs, on_predict_begin, &logs);
-  int batch = 0;
-  for (int64_t start = 0; start < n; start += batch_size, batch++) {
-    int64_t rows = n - start < batch_size ? n - start : batch_size;
-    EACH_CALLBACK(cbs, on_predict_batch_begin, batch, &logs);
-    lm_plan *plan = get_plan(p, 0, &fx, NULL, rows);
+  for (; limit < 0 || batch < limit; batch++) {
+    const feeds *x, *y;
+    const int64_t *idx;
+    int64_t rows;
+    int r = feeder_next(f, batch, &x, &y, &idx, &rows);
+    if (r < 0) goto fail;
+    if (r == 0) break;
+    EACH_CALLBACK(cbs, on_predict_batch_begin, (int)batch, &logs);
+    lm_plan *plan = get_plan(p, 0, x, NULL, rows);
     if (!plan) goto fail;
-    for (int64_t r = 0; r < rows; r++) idx[r] = start + r;
-    feed_batch(plan, p, &fx, NULL, idx, rows);
+    feed_batch(plan, p, x, NULL, idx, rows);
     lm__plan_forward(plan);
     if (!ran_clean(plan, "predict")) goto fail;
-    for (int k = 0; k < m->n_outputs; k++) {
-      lm_shape s = plan->shapes[p->out[k]];
-      if (!res.a[k]) {
-        s.dim[0] = n;
-        if (!(res.a[k] = lm_array_new(LM_FLOAT32, s))) goto fail;
+    if (n + rows > cap) {
+      cap = cap * 2 > n + rows ? cap * 2 : n + rows;
+      for (int k = 0; batch > 0 && k < m->n_outputs; k++) {
+        float *q = lm__realloc(buf[k], (size_t)(cap * per[k]) * sizeof *q);
+        if (!q) goto fail;
+        buf[k] = q;
       }
-      int64_t per = lm__n(plan, p->out[k]) / rows;
-      if (per * n != res.a[k]->size) {
+    }
+    for (int k = 0; k < m->n_outputs; k++) {
+      int64_t pk = lm__n(plan, p->out[k]) / rows;
+      if (batch == 0) {
+        per[k] = pk;
+        shape[k] = plan->shapes[p->out[k]];
+        if (!(buf[k] = lm__realloc(NULL, (size_t)(cap * pk) * sizeof *buf[k]))) goto fail;
+      } else if (pk != per[k]) {
         lm__fail(NULL, LM_ERROR_SHAPE, "predict: output '%s' changed shape between batches", io_name(m, 1, k));
         goto fail;
       }
-      memcpy(lm_array_f32(res.a[k]) + start * per, lm__f(plan, p->out[k]), (size_t)(rows * per) * sizeof(float));
+      memcpy(buf[k] + n * pk, lm__f(plan, p->out[k]), (size_t)(rows * pk) * sizeof(float));
     }
-    EACH_CALLBACK(cbs, on_predict_batch_end, batch, &logs);
-    if (verbose) progbar_show(&bar, batch + 1, &logs, start + batch_size >= n);
+    n += rows;
+    EACH_CALLBACK(cbs, on_predict_batch_end, (int)batch, &logs);
+    if (verbose) progbar_show(&bar, batch + 1, &logs, batch + 1 == limit);
+  }
+  if (batch == 0) {
+    lm__fail(NULL, LM_ERROR_VALUE, "predict: the data gave no batch");
+    goto fail;
+  }
+  if (verbose && batch != limit) {
+    bar.target = batch;
+    progbar_show(&bar, batch, &logs, 1);
   }
   EACH_CALLBACK(cbs, on_predict_end, &logs);
-  free(idx);
+  res.n = m->n_outputs;
+  for (int k = 0; k < m->n_outputs; k++) {
+    shape[k].dim[0] = n;
+    if (!(res.a[k] = lm_array_wrap(LM_FLOAT32, shape[k], buf[k]))) goto fail;
+    res.a[k]->owns_data = true;
+    buf[k] = NULL;
+  }
   return res;
 fail:
-  free(idx);
+  for (int k = 0; k < LM_MAX_OUTPUTS; k++) free(buf[k]);
   lm_outputs_free(&res);
+  return res;
+}
+
+static int check_predict_ready(lm_model *m) {
+  if (!m) return lm__fail(NULL, LM_ERROR_VALUE, "predict: the model is NULL"), -1;
+  if (m->base.err.code) return lm__fail(NULL, m->base.err.code, "%s", m->base.err.msg), -1;
+  return 0;
+}
+
+lm_outputs lm_predict_opts_(lm_model *m, lm_feed x, lm_eval_opts o) {
+  lm_outputs res = {0};
+  feeds fx;
+  if (check_predict_ready(m) || resolve(m, "predict", "x", &x, 0, &fx)) return res;
+  feeder f;
+  feeder_arrays(&f, m, "predict", &fx, NULL, 0, fx.samples, o.batch_size > 0 ? o.batch_size : 32, false);
+  res = predict_loop(m, &f, &o);
+  feeder_free(&f);
+  return res;
+}
+
+lm_outputs lm_predict_source_opts_(lm_model *m, lm_source *src, lm_eval_opts o) {
+  lm_outputs res = {0};
+  if (check_predict_ready(m) || check_source("predict", src)) return res;
+  feeder f;
+  feeder_source(&f, m, "predict", src, false);
+  res = predict_loop(m, &f, &o);
+  feeder_free(&f);
   return res;
 }
 

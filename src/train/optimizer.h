@@ -33,4 +33,12 @@ LM_INTERNAL void lm__optimizer_init_slots(const lm_optimizer *opt, float **slots
 LM_INTERNAL void lm__optimizer_update(const lm_optimizer *opt, float *w, const float *g,
                                       float **slots, int64_t n);
 
+/* The optimizer state of a compiled model (struct lm_compiled, src/train/train.h): the
+ * n_slots buffers of weight w, made at their initial values when fit has not made them yet
+ * (saving writes them, loading fills them before training resumes). NULL when memory runs
+ * out. */
+struct lm_compiled;
+struct lm_weight;
+LM_INTERNAL float **lm__compiled_slots(struct lm_compiled *c, struct lm_weight *w);
+
 #endif
