@@ -26,6 +26,7 @@
 #include "io/zip.h"
 #include "train/train.h"
 #include <dirent.h>
+#include <hdf5.h>
 #include <errno.h>
 #include <lamina/lamina.h>
 #include <math.h>
@@ -453,12 +454,10 @@ static void test_resume_training(void **state) {
       lm_model *m = lm_load_model(tmp(formats[f]));
       if (!m) fail_msg("%s: %s", formats[f], lm_last_error());
       assert_int_equal(m->compiled->opt->iterations, 3); /* 12 samples, batches of 4 */
-      lm_model *keep = b.m;
       b.m = m;
       train(&b, 2, 1);
       assert_same_weights(a.m, m);
       assert_int_equal(m->compiled->opt->iterations, a.m->compiled->opt->iterations);
-      (void)keep;
       sample_free(&a);
       sample_free(&b);
       lm_session_clear();
@@ -818,14 +817,13 @@ static void test_corrupt_files(void **state) {
   assert_int_equal(lm_save_weights(s.m, files[3]), LM_OK);
   lm_set_seed(2);
   sample t = build_text(2);
-  weights_copy before = all_weights(t.m);
   const char *names[] = {"cut.weights.h5", "cut.h5", "cut.keras", "cut.h5"};
   for (int f = 0; f < 4; f++) {
     size_t len;
     uint8_t *b = read_bytes(files[f], &len);
     char cut[512];
     snprintf(cut, sizeof cut, "%s", tmp(names[f]));
-    int failures = 0, loads = 0;
+    int failures = 0;
     /* Truncations, dense near the start (the headers) and sparse after. */
     for (size_t at = 0; at < len; at = at < 600 ? at + 29 : at + len / 23 + 1) {
       write_bytes(cut, b, at);
@@ -847,7 +845,7 @@ static void test_corrupt_files(void **state) {
         assert_memory_equal(keep.v, now.v, (size_t)keep.n * sizeof(float));
         free(now.v);
         failures++;
-      } else loads++;
+      }
       free(keep.v);
       if (f == 1 || f == 2) { /* whole models too */
         lm_model *m = lm_load_model(cut);
@@ -860,12 +858,218 @@ static void test_corrupt_files(void **state) {
     /* The model loaded no garbage along the way: one good load makes it the saved one. */
     if (lm_load_weights(t.m, files[f]) != LM_OK) fail_msg("%s", lm_last_error());
     assert_same_weights(s.m, t.m);
-    (void)loads;
   }
-  free(before.v);
   sample_free(&s);
   sample_free(&t);
   lm__h5_set_read_timeout(10, 1);
+  lm_session_clear();
+}
+
+/* Files made to harm: links that lead elsewhere, data stored outside the file, a cycle of
+ * groups, a dataset of text; and a file of Keras 2.13's era, which names "layers"
+ * "_layer_checkpoint_dependencies". */
+typedef void (*h5_edit)(hid_t f);
+
+static void edit_soft(hid_t f) {
+  H5Ldelete(f, "layers/dense/vars", H5P_DEFAULT);
+  H5Lcreate_soft("/layers/dense_1/vars", f, "layers/dense/vars", H5P_DEFAULT, H5P_DEFAULT);
+}
+static void edit_external(hid_t f) {
+  H5Ldelete(f, "layers/dense/vars", H5P_DEFAULT);
+  H5Lcreate_external("/etc/other.h5", "/vars", f, "layers/dense/vars", H5P_DEFAULT, H5P_DEFAULT);
+}
+static void edit_external_storage(hid_t f) {
+  H5Ldelete(f, "layers/dense/vars/0", H5P_DEFAULT);
+  hsize_t dims[2] = {16, 8};
+  hid_t space = H5Screate_simple(2, dims, NULL), dcpl = H5Pcreate(H5P_DATASET_CREATE);
+  H5Pset_external(dcpl, "/etc/passwd", 0, 16 * 8 * 4);
+  hid_t d = H5Dcreate2(f, "layers/dense/vars/0", H5T_IEEE_F32LE, space, H5P_DEFAULT, dcpl, H5P_DEFAULT);
+  H5Dclose(d), H5Pclose(dcpl), H5Sclose(space);
+}
+static void edit_text(hid_t f) {
+  H5Ldelete(f, "layers/dense/vars/1", H5P_DEFAULT);
+  hid_t t = H5Tcopy(H5T_C_S1), space = H5Screate(H5S_SCALAR);
+  H5Tset_size(t, 8);
+  hid_t d = H5Dcreate2(f, "layers/dense/vars/1", t, space, H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT);
+  H5Dwrite(d, t, H5S_ALL, H5S_ALL, H5P_DEFAULT, "abcdefgh");
+  H5Dclose(d), H5Sclose(space), H5Tclose(t);
+}
+static void edit_cycle(hid_t f) { H5Lcreate_hard(f, "/", f, "layers/dense/loop", H5P_DEFAULT, H5P_DEFAULT); }
+static void edit_old_names(hid_t f) { H5Lmove(f, "layers", f, "_layer_checkpoint_dependencies", H5P_DEFAULT, H5P_DEFAULT); }
+static void edit_shape_bomb(hid_t f) {
+  /* A chunked, compressed dataset declaring 2^40 values while storing none. */
+  H5Ldelete(f, "layers/dense/vars/1", H5P_DEFAULT);
+  hsize_t dims[1] = {(hsize_t)1 << 40}, chunk[1] = {1 << 16};
+  hid_t space = H5Screate_simple(1, dims, NULL), dcpl = H5Pcreate(H5P_DATASET_CREATE);
+  H5Pset_chunk(dcpl, 1, chunk);
+  H5Pset_deflate(dcpl, 9);
+  hid_t d = H5Dcreate2(f, "layers/dense/vars/1", H5T_IEEE_F32LE, space, H5P_DEFAULT, dcpl, H5P_DEFAULT);
+  H5Dclose(d), H5Pclose(dcpl), H5Sclose(space);
+}
+
+static void test_hostile_hdf5(void **state) {
+  (void)state;
+  lm_model *m = mlp(8, false);
+  struct {
+    h5_edit edit;
+    const char *words; /* NULL: it loads */
+  } cases[] = {{edit_soft, "layers/dense/vars: not allowed: a soft link"},
+               {edit_external, "layers/dense/vars: not allowed: an external link"},
+               {edit_external_storage, "layers/dense/vars/0: not allowed: a dataset stored in external files"},
+               {edit_text, "layers/dense/vars/1: not a numeric dataset"},
+               {edit_cycle, "nested more than 64 deep"},
+               {edit_shape_bomb, "declares 1099511627776 values"},
+               {edit_old_names, NULL}};
+  for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
+    char path[512];
+    snprintf(path, sizeof path, "%s", tmp("hostile.weights.h5"));
+    assert_int_equal(lm_save_weights(m, path), LM_OK);
+    H5Eset_auto2(H5E_DEFAULT, NULL, NULL);
+    hid_t f = H5Fopen(path, H5F_ACC_RDWR, H5P_DEFAULT);
+    assert_true(f >= 0);
+    cases[i].edit(f);
+    H5Fclose(f);
+    lm_status st = lm_load_weights(m, path);
+    if (!cases[i].words) {
+      if (st != LM_OK) fail_msg("case %zu: %s", i, lm_last_error());
+    } else
+      expect_error(st, path, cases[i].words);
+  }
+  lm_session_clear();
+}
+
+/* ---- lamina's files, as Keras reads them ----
+ *
+ * Each model of `models` is saved after one epoch in three formats. With
+ * LAMINA_SAVING_OUT set, the files are written there with <name>.npz (inputs x*, targets
+ * y*, lamina's predictions p*, and for models without dropout q*, the predictions after
+ * one more step on the whole batch), for check_lamina_files.py, which has Keras load them
+ * and commits them to tests/fixtures/saving/lamina with Keras's predictions k*. Here the
+ * committed files load back to Keras's predictions, and saving what was loaded writes the
+ * same bytes (the .keras metadata, which holds the date, aside). */
+static const char *const lamina_files[3][3] = {{"text.keras", "text.h5", "text.weights.h5"},
+                                               {"vision.keras", "vision.h5", "vision.weights.h5"},
+                                               {"stack.keras", "stack.h5", "stack_weights.h5"}};
+
+static lm_status save_as(const lm_model *m, const char *file, const char *path) {
+  bool weights_only = strstr(file, "weights") != NULL;
+  return weights_only ? lm_save_weights(m, path) : lm_save_model(m, path);
+}
+
+/* Appends arrays as prefix0, prefix1 ... to an npz list. */
+static void add_arrays(const char *prefix, lm_array **a, int n, const char **names, lm_array **all, int *k) {
+  static char keys[64][16];
+  for (int i = 0; i < n; i++) {
+    snprintf(keys[*k], sizeof keys[0], "%s%d", prefix, i);
+    names[*k] = keys[*k];
+    all[(*k)++] = a[i];
+  }
+}
+
+static void write_lamina_files(const char *dir) {
+  for (int k = 0; k < 3; k++) {
+    lm_session_clear();
+    lm_set_seed(1);
+    sample s = models[k].build(models[k].opt);
+    train(&s, 1, 0);
+    for (int f = 0; f < 3; f++) {
+      char path[1024];
+      snprintf(path, sizeof path, "%s/%s", dir, lamina_files[k][f]);
+      if (save_as(s.m, lamina_files[k][f], path) != LM_OK) fail_msg("%s", lm_last_error());
+    }
+    const char *names[64];
+    lm_array *arrays[64];
+    int n = 0;
+    lm_outputs p = predict(s.m, &s), q = {0};
+    add_arrays("x", s.x, s.n_x, names, arrays, &n);
+    add_arrays("y", s.y, s.n_y, names, arrays, &n);
+    add_arrays("p", p.a, p.n, names, arrays, &n);
+    if (k != 0) { /* the text model has dropout, whose masks differ between libraries */
+      lm_history *h = lm_fit(s.m, feed_of(s.x, s.n_x), feed_of(s.y, s.n_y), .batch_size = (int)s.x[0]->shape.dim[0],
+                             .no_shuffle = true, .verbose = LM_SILENT);
+      assert_non_null(h);
+      lm_history_free(h);
+      q = predict(s.m, &s);
+      add_arrays("q", q.a, q.n, names, arrays, &n);
+    }
+    char path[1024];
+    snprintf(path, sizeof path, "%s/%s.npz", dir, models[k].name);
+    assert_int_equal(lm_save_npz(path, names, (const lm_array *const *)arrays, n), LM_OK);
+    lm_outputs_free(&p);
+    lm_outputs_free(&q);
+    sample_free(&s);
+  }
+  lm_session_clear();
+}
+
+/* The member `name` of a zip file, malloc'd. */
+static uint8_t *zip_member(const char *path, const char *name, size_t *len) {
+  size_t n;
+  uint8_t *b = read_bytes(path, &n), *out = NULL;
+  assert_non_null(b);
+  lm_zip z;
+  assert_int_equal(lm__zip_open(&z, b, n, path), LM_OK);
+  int i = lm__zip_find(&z, name);
+  assert_true(i >= 0);
+  assert_int_equal(lm__zip_read(&z, i, (uint64_t)1 << 30, &out, len), LM_OK);
+  lm__zip_close(&z);
+  free(b);
+  return out;
+}
+
+static void assert_same_bytes(const uint8_t *a, size_t alen, const uint8_t *b, size_t blen, const char *what) {
+  if (alen != blen) fail_msg("%s: %zu bytes, the committed file has %zu", what, alen, blen);
+  for (size_t i = 0; i < alen; i++)
+    if (a[i] != b[i]) fail_msg("%s: byte %zu differs from the committed file", what, i);
+}
+
+static void test_lamina_files(void **state) {
+  (void)state;
+  const char *out = getenv("LAMINA_SAVING_OUT");
+  if (out && *out) write_lamina_files(out);
+  for (int k = 0; k < 3; k++) {
+    char rel[256];
+    snprintf(rel, sizeof rel, "lamina/%s.npz", models[k].name);
+    npz z = load_npz(fixture(rel));
+    for (int f = 0; f < 3; f++) {
+      const char *file = lamina_files[k][f];
+      char committed[1024], again[600], what[300];
+      snprintf(rel, sizeof rel, "lamina/%s", file);
+      snprintf(committed, sizeof committed, "%s", fixture(rel));
+      snprintf(again, sizeof again, "%s", tmp(file));
+      lm_session_clear();
+      lm_model *m;
+      if (strstr(file, "weights")) {
+        lm_set_seed(3);
+        sample fresh = models[k].build(models[k].opt);
+        sample_free(&fresh);
+        m = fresh.m;
+        if (lm_load_weights(m, committed) != LM_OK) fail_msg("%s", lm_last_error());
+      } else if (!(m = lm_load_model(committed)))
+        fail_msg("%s", lm_last_error());
+      snprintf(what, sizeof what, "lamina's %s as Keras predicts it", file);
+      check_predictions(m, &z, 'k', 1e-5, 1e-6, what);
+      /* Written again, byte for byte (for .keras: its configuration and weights). */
+      assert_int_equal(save_as(m, file, again), LM_OK);
+      size_t alen, blen;
+      if (strstr(file, ".keras")) {
+        const char *members[] = {"config.json", "model.weights.h5"};
+        for (int i = 0; i < 2; i++) {
+          uint8_t *a = zip_member(again, members[i], &alen), *b = zip_member(committed, members[i], &blen);
+          snprintf(what, sizeof what, "%s, member %s", file, members[i]);
+          assert_same_bytes(a, alen, b, blen, what);
+          free(a);
+          free(b);
+        }
+      } else {
+        uint8_t *a = read_bytes(again, &alen), *b = read_bytes(committed, &blen);
+        assert_same_bytes(a, alen, b, blen, file);
+        free(a);
+        free(b);
+      }
+    }
+    lm_npz_free(z.names, z.arrays, z.n);
+  }
   lm_session_clear();
 }
 
@@ -879,6 +1083,8 @@ int main(void) {
       cmocka_unit_test(test_mismatched_files),
       cmocka_unit_test(test_bad_paths),
       cmocka_unit_test(test_corrupt_files),
+      cmocka_unit_test(test_hostile_hdf5),
+      cmocka_unit_test(test_lamina_files),
   };
   if (getenv("LAMINA_TEST_FILTER")) cmocka_set_test_filter(getenv("LAMINA_TEST_FILTER"));
   return cmocka_run_group_tests(tests, setup_dir, teardown_dir);

@@ -680,7 +680,7 @@ lm_h5_kind lm__h5_kind(lm_h5 *h, const char *path) {
     const lm_h5_node *nd = find(h, part);
     if (!nd) return LM_H5_NONE;
     if (nd->kind == SNAP_SOFT || nd->kind == SNAP_EXTERNAL) {
-      fail(h, part, "not allowed: a %s link", nd->kind == SNAP_SOFT ? "soft" : "external");
+      fail(h, part, "not allowed: %s link", nd->kind == SNAP_SOFT ? "a soft" : "an external");
       return LM_H5_OTHER;
     }
     if (path[i] == 0) return (lm_h5_kind)nd->kind;
