@@ -13,8 +13,12 @@
  * - A save that fails half-way leaves the previous file; corrupt, truncated and mismatched
  *   files give errors that name the file and the problem, and leave the model untouched.
  *
+ * - Hostile HDF5 files (soft and external links, external storage, cycles, shape bombs)
+ *   are refused; libhdf5 itself only ever reads them in a child process (see io/h5.h).
+ *
  * With LAMINA_SAVING_OUT=<dir> in the environment, the test also writes its lamina-made
- * files there, with lamina's predictions (for check_lamina_files.py). */
+ * files there, with lamina's predictions (for check_lamina_files.py);
+ * LAMINA_TEST_FILTER=<pattern> runs only the matching tests. */
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>

@@ -595,7 +595,6 @@ lm_status lm__h5_open_image(lm_h5 *h, const uint8_t *buf, size_t len, const char
   if (!found) return fail(h, NULL, "not an HDF5 file (no HDF5 signature)");
   int fds[2];
   if (pipe2(fds, O_CLOEXEC) != 0) return fail(h, NULL, "cannot start reading: %s", strerror(errno));
-  fflush(NULL); /* nothing buffered twice: the child leaves with _exit, but be tidy */
   pid_t pid = fork();
   if (pid < 0) {
     close(fds[0]), close(fds[1]);
