@@ -11,7 +11,7 @@
 #include <math.h>
 
 /* ---- JSON writer ---- */
-static void put(lm_json *j, const char *s, size_t n) {
+void lm__json_raw(lm_json *j, const char *s, size_t n) {
   if (j->failed) return;
   if (j->len + n + 1 > j->cap) {
     size_t cap = j->cap ? j->cap : 1024;
@@ -28,7 +28,7 @@ static void put(lm_json *j, const char *s, size_t n) {
   j->buf[j->len] = '\0';
 }
 
-static void puts_(lm_json *j, const char *s) { put(j, s, strlen(s)); }
+static void puts_(lm_json *j, const char *s) { lm__json_raw(j, s, strlen(s)); }
 
 /* A value (or a key) is about to be written in the current container. */
 static void before_item(lm_json *j) {
@@ -79,7 +79,7 @@ static void quoted(lm_json *j, const char *s) {
     else if (c < 0x20 || c == 0x7f) {
       snprintf(e, sizeof e, "\\u%04x", c);
       puts_(j, e), p++;
-    } else if (c < 0x80) put(j, (const char *)p++, 1);
+    } else if (c < 0x80) lm__json_raw(j, (const char *)p++, 1);
     else {
       int n = c >= 0xf0 ? 3 : c >= 0xe0 ? 2 : c >= 0xc0 ? 1 : -1;
       uint32_t cp = n == 3 ? c & 7 : n == 2 ? c & 15 : c & 31;

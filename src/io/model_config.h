@@ -31,6 +31,9 @@ typedef struct lm_json {
 } lm_json;
 
 /* Values. Inside an object, call lm__json_key first. */
+/* Appends n bytes as they are (no separators, no escaping): the buffer also serves plain
+ * text writers such as TensorBoard's projector config. */
+LM_INTERNAL void lm__json_raw(lm_json *j, const char *s, size_t n);
 LM_INTERNAL void lm__json_begin_object(lm_json *j);
 LM_INTERNAL void lm__json_end_object(lm_json *j);
 LM_INTERNAL void lm__json_begin_array(lm_json *j);

@@ -225,25 +225,7 @@ static void file_safe(char *dst, size_t len, const char *name) {
   dst[i] = '\0';
 }
 
-/* Appends n bytes to a text buffer (an lm_json used as a plain growable string). */
-static void text_put(lm_json *j, const char *s, size_t n) {
-  if (j->failed) return;
-  if (j->len + n + 1 > j->cap) {
-    size_t cap = j->cap ? j->cap : 4096;
-    while (cap < j->len + n + 1) cap *= 2;
-    char *b = lm__realloc(j->buf, cap);
-    if (!b) {
-      j->failed = true;
-      return;
-    }
-    j->buf = b, j->cap = cap;
-  }
-  memcpy(j->buf + j->len, s, n);
-  j->len += n;
-  j->buf[j->len] = '\0';
-}
-
-static void pbtxt_raw(lm_json *j, const char *s) { text_put(j, s, strlen(s)); }
+static void pbtxt_raw(lm_json *j, const char *s) { lm__json_raw(j, s, strlen(s)); }
 
 /* text_format's string escaping: C escapes, bytes outside printable ASCII in octal. */
 static void pbtxt_string(lm_json *j, const char *s) {
@@ -260,7 +242,7 @@ static void pbtxt_string(lm_json *j, const char *s) {
       if (*p < 0x20 || *p >= 0x7f) {
         snprintf(e, sizeof e, "\\%03o", *p);
         pbtxt_raw(j, e);
-      } else text_put(j, (const char *)p, 1);
+      } else lm__json_raw(j, (const char *)p, 1);
     }
   }
 }
