@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Installs the Debian packages lamina needs, only those that are missing.
 set -euo pipefail
-packages=(build-essential cmake pkg-config libopenblas-dev zlib1g-dev libcmocka-dev libgraphviz-dev libhdf5-dev dataset-fashion-mnist python3-venv)
+packages=(build-essential cmake pkg-config libdnnl-dev zlib1g-dev libcmocka-dev libgraphviz-dev libhdf5-dev dataset-fashion-mnist python3-venv)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

@@ -80,6 +80,12 @@ static inline int32_t *lm_array_i32(const lm_array *a) { return (int32_t *)a->da
  * keras.utils.set_random_seed. The default seed is 1337. */
 LM_API void lm_set_seed(uint64_t seed);
 
+/* Threads for training and prediction, set for the calling thread: n >= 1, or 0 for every
+ * core. The default is OpenMP's (OMP_NUM_THREADS, else every core). Results are the same
+ * bits with any number of threads. */
+LM_API void lm_set_num_threads(int n);
+LM_API int lm_get_num_threads(void);
+
 /* Writes "(None, 28, 28)" into buf; returns buf. */
 LM_API char *lm_shape_format(lm_shape shape, char *buf, size_t len);
 

@@ -17,5 +17,5 @@ fi
 run="$bin/tensorboard-run"
 rm -rf "$run"
 mkdir -p "$run"
-OPENBLAS_NUM_THREADS=1 "$tb_run" "$run/logs" "$run/expected.json"
+OMP_NUM_THREADS=1 "$tb_run" "$run/logs" "$run/expected.json"
 "$venv/bin/python" "$src/tools/tensorboard/check_logs.py" "$run/logs" "$run/expected.json"

@@ -1,7 +1,7 @@
 /* Convolutions: a general one through im2col + GEMM, and a depthwise one with direct loops
  * (see ops/conv.h). 1D inputs run as 2D ones of height 1. */
 #include "ops/conv.h"
-#include <cblas.h>
+#include "ops/gemm.h"
 
 /* im2col works on chunks of output rows whose column block holds about this many floats
  * (4 MB): small enough to bound the scratch, large enough for an efficient GEMM. */
@@ -260,7 +260,7 @@ static void conv_fwd(lm_plan *p, const lm_opnode *node) {
     int64_t rows = g.n * g.oh * g.ow;
     if (b)
       for (int64_t r = 0; r < rows; r++) memcpy(y + r * f, b, (size_t)f * sizeof *y);
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)rows, f, (int)g.c, 1.0f, x, (int)g.c, k, f, beta, y,
+    lm__sgemm(false, false, (int)rows, f, (int)g.c, 1.0f, x, (int)g.c, k, f, beta, y,
                 f);
     return;
   }
@@ -273,7 +273,7 @@ static void conv_fwd(lm_plan *p, const lm_opnode *node) {
     if (b)
       for (int64_t r = 0; r < rows; r++) memcpy(yc + r * f, b, (size_t)f * sizeof *y);
     im2col(&g, x, u0, count, col);
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)rows, f, kkc, 1.0f, col, kkc, k, f, beta, yc, f);
+    lm__sgemm(false, false, (int)rows, f, kkc, 1.0f, col, kkc, k, f, beta, yc, f);
   }
 }
 
@@ -290,8 +290,8 @@ static void conv_bwd(lm_plan *p, const lm_opnode *node) {
       for (int j = 0; j < f; j++) db[j] += dy[r * f + j];
   if (is_direct(&g)) {
     const int c = (int)g.c, rows = (int)(units * g.ow);
-    if (dk) cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, c, f, rows, 1.0f, x, c, dy, f, 1.0f, dk, f);
-    if (dx) cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, rows, c, f, 1.0f, dy, f, k, f, 1.0f, dx, c);
+    if (dk) lm__sgemm(true, false, c, f, rows, 1.0f, x, c, dy, f, 1.0f, dk, f);
+    if (dx) lm__sgemm(false, true, rows, c, f, 1.0f, dy, f, k, f, 1.0f, dx, c);
     return;
   }
   const int kkc = (int)(g.kh * g.kw * g.c);
@@ -311,10 +311,10 @@ static void conv_bwd(lm_plan *p, const lm_opnode *node) {
         im2col(&g, x, u0, count, work);
         col = work;
       }
-      cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, kkc, f, rows, 1.0f, col, kkc, dyc, f, 1.0f, dk, f);
+      lm__sgemm(true, false, kkc, f, rows, 1.0f, col, kkc, dyc, f, 1.0f, dk, f);
     }
     if (dx) {
-      cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, rows, kkc, f, 1.0f, dyc, f, k, f, 0.0f, work, kkc);
+      lm__sgemm(false, true, rows, kkc, f, 1.0f, dyc, f, k, f, 0.0f, work, kkc);
       col2im_add(&g, work, u0, count, dx);
     }
   }

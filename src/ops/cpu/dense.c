@@ -1,6 +1,6 @@
 /* Dense: y = x W + b over the last axis of x, through BLAS. */
 #include "graph/graph.h"
-#include <cblas.h>
+#include "ops/gemm.h"
 
 static lm_status dense_shape(const lm_attrs *a, const lm_shape *in, const lm_dtype *dt, int n, lm_shape *out,
                              lm_dtype *odt, char *err, size_t len) {
@@ -48,7 +48,7 @@ static void dense_fwd(lm_plan *p, const lm_opnode *node) {
     for (int r = 0; r < rows; r++) memcpy(y + (size_t)r * units, b, (size_t)units * sizeof *y);
     beta = 1;
   }
-  cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, rows, units, k, 1.0f, lm__f(p, node->in[0]), k,
+  lm__sgemm(false, false, rows, units, k, 1.0f, lm__f(p, node->in[0]), k,
               lm__f(p, node->in[1]), units, beta, y, units);
 }
 
@@ -58,10 +58,10 @@ static void dense_bwd(lm_plan *p, const lm_opnode *node) {
   const float *dy = lm__g(p, node->out[0]);
   float *dx = lm__g(p, node->in[0]), *dw = lm__g(p, node->in[1]);
   if (dx)
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, rows, k, units, 1.0f, dy, units, lm__f(p, node->in[1]),
+    lm__sgemm(false, true, rows, k, units, 1.0f, dy, units, lm__f(p, node->in[1]),
                 units, 1.0f, dx, k);
   if (dw)
-    cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, k, units, rows, 1.0f, lm__f(p, node->in[0]), k, dy,
+    lm__sgemm(true, false, k, units, rows, 1.0f, lm__f(p, node->in[0]), k, dy,
                 units, 1.0f, dw, units);
   float *db = node->n_in == 3 ? lm__g(p, node->in[2]) : NULL;
   if (db)

@@ -10,7 +10,7 @@
 #include "graph/graph.h"
 #include "ops/activations.h"
 #include "ops/rnn.h"
-#include <cblas.h>
+#include "ops/gemm.h"
 
 typedef enum cell_kind { CELL_SIMPLE, CELL_LSTM, CELL_GRU } cell_kind;
 
@@ -164,7 +164,7 @@ static void project_inputs(const seq *q, int gu, const float *bias, float *Z) {
   int rows = q->B * q->T;
   if (bias)
     for (int r = 0; r < rows; r++) memcpy(Z + (size_t)r * gu, bias, (size_t)gu * sizeof *Z);
-  cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, rows, gu, q->F, 1.0f, q->x, q->F, q->W, gu,
+  lm__sgemm(false, false, rows, gu, q->F, 1.0f, q->x, q->F, q->W, gu,
               bias ? 1.0f : 0.0f, Z, gu);
 }
 
@@ -224,9 +224,9 @@ static void add_colsum(float *db, const float *M, int rows, int cols) {
 static void input_grads(const seq *q, const float *dZ, int gu) {
   int rows = q->B * q->T;
   if (q->dx)
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, rows, q->F, gu, 1.0f, dZ, gu, q->W, gu, 1.0f, q->dx, q->F);
+    lm__sgemm(false, true, rows, q->F, gu, 1.0f, dZ, gu, q->W, gu, 1.0f, q->dx, q->F);
   if (q->dW)
-    cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, q->F, gu, rows, 1.0f, q->x, q->F, dZ, gu, 1.0f, q->dW, gu);
+    lm__sgemm(true, false, q->F, gu, rows, 1.0f, q->x, q->F, dZ, gu, 1.0f, q->dW, gu);
 }
 
 static void act_fwd(lm_activation act, const float *x, float *y, int n) { lm__act_forward(act, x, y, 1, n); }
@@ -254,7 +254,7 @@ static void lstm_fwd(lm_plan *p, const lm_opnode *node) {
   for (int s = 0; s < q.T; s++) {
     int t = time_of(&q, s), tp = s ? time_of(&q, s - 1) : -1;
     if (s) /* h_prev W_r for the whole batch, added to this step's rows of Z */
-      cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, q.B, G, U, 1.0f, HP + (size_t)t * U, ldh, q.Wr, G,
+      lm__sgemm(false, false, q.B, G, U, 1.0f, HP + (size_t)t * U, ldh, q.Wr, G,
                   1.0f, Z + (size_t)t * G, ldz);
     for (int b = 0; b < q.B; b++) {
       size_t r = row(&q, b, t);
@@ -322,12 +322,12 @@ static void lstm_bwd(lm_plan *p, const lm_opnode *node) {
       memset(dh, 0, (size_t)U * sizeof *dh);
     }
     if (s) /* dh_prev += dZ_t W_r^T (masked rows have dZ = 0 and keep their carried dh) */
-      cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, q.B, U, G, 1.0f, dZ + (size_t)t * G, ldz, q.Wr, G, 1.0f,
+      lm__sgemm(false, true, q.B, U, G, 1.0f, dZ + (size_t)t * G, ldz, q.Wr, G, 1.0f,
                   S, SW);
   }
   input_grads(&q, dZ, G);
   if (q.dWr)
-    cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, U, G, q.B * q.T, 1.0f, HP, U, dZ, G, 1.0f, q.dWr, G);
+    lm__sgemm(true, false, U, G, q.B * q.T, 1.0f, HP, U, dZ, G, 1.0f, q.dWr, G);
   if (q.dbias) add_colsum(q.dbias, dZ, q.B * q.T, G);
 }
 
@@ -358,10 +358,10 @@ static void gru_fwd(lm_plan *p, const lm_opnode *node) {
         if (b_rec) memcpy(Rt + (size_t)b * ldz, b_rec, (size_t)G * sizeof *R);
         else memset(Rt + (size_t)b * ldz, 0, (size_t)G * sizeof *R);
       }
-      cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, q.B, G, U, 1.0f, HP + (size_t)t * U, ldh, q.Wr, G, 1.0f,
+      lm__sgemm(false, false, q.B, G, U, 1.0f, HP + (size_t)t * U, ldh, q.Wr, G, 1.0f,
                   Rt, ldz);
     } else { /* R_t[:, :2U] = h_prev W_r[:, :2U] */
-      cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, q.B, 2 * U, U, 1.0f, HP + (size_t)t * U, ldh, q.Wr, G,
+      lm__sgemm(false, false, q.B, 2 * U, U, 1.0f, HP + (size_t)t * U, ldh, q.Wr, G,
                   0.0f, Rt, ldz);
     }
     for (int b = 0; b < q.B; b++) {
@@ -380,7 +380,7 @@ static void gru_fwd(lm_plan *p, const lm_opnode *node) {
       }
     }
     if (!after) { /* R_t[:, 2U:] = (r * h_prev) W_r[:, 2U:] */
-      cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, q.B, U, U, 1.0f, RH + (size_t)t * U, ldh, q.Wr + 2 * U,
+      lm__sgemm(false, false, q.B, U, U, 1.0f, RH + (size_t)t * U, ldh, q.Wr + 2 * U,
                   G, 0.0f, Rt + 2 * U, ldz);
       for (int b = 0; b < q.B; b++) {
         size_t r = row(&q, b, t);
@@ -444,12 +444,12 @@ static void gru_bwd(lm_plan *p, const lm_opnode *node) {
     }
     if (after) {
       if (s) /* dh_prev += dR_t W_r^T */
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, q.B, U, G, 1.0f, dR + (size_t)t * G, ldz, q.Wr, G, 1.0f,
+        lm__sgemm(false, true, q.B, U, G, 1.0f, dR + (size_t)t * G, ldz, q.Wr, G, 1.0f,
                     S, SW);
       continue;
     }
     /* d(r * h_prev) = dZ_h W_rh^T, into the scratch's last slot */
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, q.B, U, U, 1.0f, dZ + (size_t)t * G + 2 * U, ldz,
+    lm__sgemm(false, true, q.B, U, U, 1.0f, dZ + (size_t)t * G + 2 * U, ldz,
                 q.Wr + 2 * U, G, 0.0f, S + 3 * U, SW);
     for (int b = 0; b < q.B; b++) {
       size_t r = row(&q, b, t);
@@ -463,18 +463,18 @@ static void gru_bwd(lm_plan *p, const lm_opnode *node) {
       act_grad(q.ract, z + U, a + U, da + U, dz + U, U);
     }
     if (s) /* dh_prev += dZ_zr W_r[:, :2U]^T */
-      cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, q.B, U, 2 * U, 1.0f, dZ + (size_t)t * G, ldz, q.Wr, G, 1.0f,
+      lm__sgemm(false, true, q.B, U, 2 * U, 1.0f, dZ + (size_t)t * G, ldz, q.Wr, G, 1.0f,
                   S, SW);
   }
   int rows = q.B * q.T;
   input_grads(&q, dZ, G);
   if (q.dbias) add_colsum(q.dbias, dZ, rows, G);
   if (after) {
-    if (q.dWr) cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, U, G, rows, 1.0f, HP, U, dR, G, 1.0f, q.dWr, G);
+    if (q.dWr) lm__sgemm(true, false, U, G, rows, 1.0f, HP, U, dR, G, 1.0f, q.dWr, G);
     if (q.dbias) add_colsum(q.dbias + G, dR, rows, G);
   } else if (q.dWr) {
-    cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, U, 2 * U, rows, 1.0f, HP, U, dZ, G, 1.0f, q.dWr, G);
-    cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, U, U, rows, 1.0f, RH, U, dZ + 2 * U, G, 1.0f, q.dWr + 2 * U, G);
+    lm__sgemm(true, false, U, 2 * U, rows, 1.0f, HP, U, dZ, G, 1.0f, q.dWr, G);
+    lm__sgemm(true, false, U, U, rows, 1.0f, RH, U, dZ + 2 * U, G, 1.0f, q.dWr + 2 * U, G);
   }
 }
 
@@ -495,7 +495,7 @@ static void simple_fwd(lm_plan *p, const lm_opnode *node) {
   for (int s = 0; s < q.T; s++) {
     int t = time_of(&q, s);
     if (s)
-      cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, q.B, U, U, 1.0f, HP + (size_t)t * U, ldh, q.Wr, U, 1.0f,
+      lm__sgemm(false, false, q.B, U, U, 1.0f, HP + (size_t)t * U, ldh, q.Wr, U, 1.0f,
                   Z + (size_t)t * U, ldh);
     for (int b = 0; b < q.B; b++) {
       size_t r = row(&q, b, t);
@@ -532,12 +532,12 @@ static void simple_bwd(lm_plan *p, const lm_opnode *node) {
       memset(dh, 0, (size_t)U * sizeof *dh);
     }
     if (s)
-      cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, q.B, U, U, 1.0f, dZ + (size_t)t * U, ldh, q.Wr, U, 1.0f, S,
+      lm__sgemm(false, true, q.B, U, U, 1.0f, dZ + (size_t)t * U, ldh, q.Wr, U, 1.0f, S,
                   U);
   }
   input_grads(&q, dZ, U);
   if (q.dWr)
-    cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, U, U, q.B * q.T, 1.0f, HP, U, dZ, U, 1.0f, q.dWr, U);
+    lm__sgemm(true, false, U, U, q.B * q.T, 1.0f, HP, U, dZ, U, 1.0f, q.dWr, U);
   if (q.dbias) add_colsum(q.dbias, dZ, q.B * q.T, U);
 }
 

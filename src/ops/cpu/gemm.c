@@ -1,0 +1,13 @@
+/* GEMM through oneDNN's JIT sgemm. It picks its kernel from the CPU's features (AVX-512,
+ * AVX2, ...), where OpenBLAS 0.3.21 picks by CPU model and falls back to SSE3 kernels on
+ * processors newer than itself (4-5x slower on Sapphire Rapids). oneDNN runs on OpenMP's
+ * threads, the pool of lamina's own loops, and splits its work the same way whatever the
+ * thread count, so results do not depend on it (tests/test_threads.c). */
+#include "ops/gemm.h"
+#include <dnnl.h>
+
+void lm__sgemm(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, float alpha, const float *a,
+               int64_t lda, const float *b, int64_t ldb, float beta, float *c, int64_t ldc) {
+  if (m <= 0 || n <= 0) return;
+  dnnl_sgemm(trans_a ? 'T' : 'N', trans_b ? 'T' : 'N', m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
+}
