@@ -10,10 +10,11 @@
 
 #define LM_INTERNAL __attribute__((visibility("hidden")))
 #define LM_PRINTF(f, a) __attribute__((format(printf, f, a)))
-/* Hot loops are compiled for AVX-512, AVX2+FMA and the baseline, and the loader picks the
- * clone the CPU runs best (the library itself is built for the baseline). Keep such loops
- * simple and contiguous so that each clone vectorizes. */
-#define LM_VECTORIZE __attribute__((target_clones("arch=skylake-avx512", "arch=haswell", "default")))
+/* Hot loops are compiled for AVX-512, AVX2 and the baseline, and the loader picks a clone
+ * by the CPU's features (not by model name, which misses newer CPUs); the library itself is
+ * built for the baseline. Keep such loops simple and contiguous so that each clone
+ * vectorizes. */
+#define LM_VECTORIZE __attribute__((target_clones("avx512f", "avx2", "default")))
 
 /* The first failure of an object; later failures are ignored so the root cause survives. */
 typedef struct lm_error {

@@ -120,7 +120,7 @@ void lm__optimizer_init_slots(const lm_optimizer *opt, float **slots, int64_t n)
     for (int64_t i = 0; i < n; i++) slots[s][i] = v;
 }
 
-void lm__optimizer_update(const lm_optimizer *opt, float *w, const float *g, float **slots,
+LM_VECTORIZE void lm__optimizer_update(const lm_optimizer *opt, float *w, const float *g, float **slots,
                           int64_t n) {
   const float lr = (float)opt->learning_rate;
   /* Keras applies decoupled weight decay before the gradient step: w -= w * wd * lr. */
