@@ -22,6 +22,7 @@
 #include <lamina/layers.h>
 
 #include "graph/graph.h"
+#include "ops/activations.h"
 #include "train/losses.h"
 
 /* |analytic - numerical| <= REL_TOL * max(|analytic|, |numerical|) + ABS_TOL */
@@ -293,7 +294,7 @@ static void bad_square_bwd(lm_plan *p, const lm_opnode *node) {
   for (int64_t i = 0; i < lm__n(p, node->in[0]); i++) dx[i] += dy[i] * x[i];
 }
 
-static const lm_op_def bad_square = {"bad_square", 1, bad_square_shape, bad_square_fwd, bad_square_bwd, 0};
+static const lm_op_def bad_square = {"bad_square", 1, bad_square_shape, bad_square_fwd, bad_square_bwd, 0, false};
 
 static int dense_graph(gc *t) {
   int x = gc_input(t, LM_SHAPE(4, 3), -1, 1);
@@ -394,6 +395,44 @@ static void test_dense(void **state) {
     assert_memory_equal(lm__f(t.plan, y), want, sizeof want);
     gc_free(&t);
   }
+}
+
+/* ---- Dense with a fused activation (attrs i7) ---- */
+
+/* One dense op with act fused (fused = 1) or a dense op and an activation op; returns the
+ * loss and the ids of x, W and the output. */
+static int dense_act_graph(gc *t, lm_activation act, int fused, int ids[4]) {
+  ids[0] = gc_input(t, LM_SHAPE(3, 4), -1, 1);
+  ids[1] = gc_input(t, LM_SHAPE(4, 5), -1, 1);
+  ids[2] = gc_input(t, LM_SHAPE(5), -1, 1);
+  lm_attrs a = {.i = {[7] = fused ? act : 0}};
+  ids[3] = emit_ok(t, &lm__op_dense, ids, 3, &a);
+  if (!fused) ids[3] = emit_ok(t, &lm__op_activation, &ids[3], 1, &(lm_attrs){.i = {act}});
+  return gc_mse(t, ids[3]);
+}
+
+static void test_dense_fused_activation(void **state) {
+  (void)state;
+  const lm_activation acts[] = {LM_RELU, LM_SIGMOID, LM_TANH, LM_SOFTMAX, LM_ELU, LM_SELU};
+  for (size_t i = 0; i < sizeof acts / sizeof *acts; i++) {
+    char what[64];
+    snprintf(what, sizeof what, "dense(x, W, b) fused with %s", lm_activation_name(acts[i]));
+    assert_true(lm__act_fusable(acts[i]));
+    gc t, u;
+    int ti[4], ui[4];
+    gc_init(&t, 40 + i);
+    gc_check(&t, what, dense_act_graph(&t, acts[i], 1, ti), 1);
+    /* The same numbers as the unfused pair, bit for bit: outputs and every gradient. */
+    gc_init(&u, 40 + i);
+    gc_plan(&u, dense_act_graph(&u, acts[i], 0, ui), 1);
+    gc_eval(&t), gc_eval(&u); /* t's plan is gc_check's */
+    lm__plan_backward(t.plan), lm__plan_backward(u.plan);
+    assert_memory_equal(lm__f(t.plan, ti[3]), lm__f(u.plan, ui[3]), 15 * sizeof(float));
+    for (int k = 0; k < 3; k++)
+      assert_memory_equal(lm__g(t.plan, ti[k]), lm__g(u.plan, ui[k]), (size_t)gc_size(&t, ti[k]) * sizeof(float));
+    gc_free(&t), gc_free(&u);
+  }
+  assert_false(lm__act_fusable(LM_GELU) || lm__act_fusable(LM_SWISH) || lm__act_fusable(LM_SOFTPLUS));
 }
 
 /* ---- Activations ---- */
@@ -1095,6 +1134,7 @@ int main(void) {
       cmocka_unit_test(test_checker_rejects_one_wrong_element),
       cmocka_unit_test(test_checker_rejects_broken_op),
       cmocka_unit_test(test_dense),
+      cmocka_unit_test(test_dense_fused_activation),
       cmocka_unit_test(test_activations),
       cmocka_unit_test(test_binary),
       cmocka_unit_test(test_mean_n),

@@ -1,4 +1,5 @@
 #include "graph/graph.h"
+#include "ops/activations.h"
 
 lm_graph *lm__graph_new(void) { return lm__calloc(1, sizeof(lm_graph)); }
 
@@ -88,4 +89,12 @@ int lm__emit(lm_graph *g, const lm_op_def *def, const int *in, int n_in, const l
   int out[LM_MAX_OP_IO];
   if (lm__graph_op(g, def, in, n_in, a, out)) return -1;
   return out[0];
+}
+
+int lm__emit_activated(lm_graph *g, const lm_op_def *def, const int *in, int n_in, lm_attrs a, lm_activation act) {
+  int fused = def->fuses_activation && lm__act_fusable(act);
+  a.i[7] = fused ? act : 0;
+  int z = lm__emit(g, def, in, n_in, &a);
+  if (z < 0 || fused || act == LM_LINEAR || act == LM_ACTIVATION_DEFAULT) return z;
+  return lm__emit(g, &lm__op_activation, &z, 1, &(lm_attrs){.i = {act}});
 }

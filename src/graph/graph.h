@@ -5,6 +5,7 @@
 #define LAMINA_GRAPH_H
 
 #include "core/core.h"
+#include <lamina/layers.h> /* lm_activation */
 
 #define LM_MAX_OP_IO 16
 
@@ -50,6 +51,9 @@ typedef struct lm_op_def {
    * NULL for ops that have no gradient to pass back. */
   void (*backward)(lm_plan *plan, const lm_opnode *node);
   unsigned nondiff_outputs; /* bit k set: output k carries no gradient (masks, saved stats) */
+  /* The op applies attrs i7 (an lm_activation, 0 for none) to its first output in place,
+   * and backward takes that activation's derivative from the output (lm__act_fusable). */
+  bool fuses_activation;
 } lm_op_def;
 
 struct lm_opnode {
@@ -85,6 +89,11 @@ LM_INTERNAL int lm__graph_op(lm_graph *g, const lm_op_def *def, const int *in, i
 /* Shorthand for single-output ops: the output id, or -1. */
 LM_INTERNAL int lm__emit(lm_graph *g, const lm_op_def *def, const int *in, int n_in,
                          const lm_attrs *a);
+/* def, then activation act on its first output: inside the op where it can (which saves a
+ * pass over memory and the pre-activation buffer), else as an activation op. The final
+ * output id, or -1. */
+LM_INTERNAL int lm__emit_activated(lm_graph *g, const lm_op_def *def, const int *in, int n_in, lm_attrs a,
+                                   lm_activation act);
 
 /* A plan binds a graph to concrete input shapes: every value gets its shape and a buffer
  * from one arena, and values on the path from trainable weights to `loss` get gradient

@@ -72,19 +72,19 @@ static int conv_emit(lm_layer *layer, lm_graph *g, const int *in, int n, int *ou
   a.i[1] = cv->strides[cv->rank - 1], a.i[3] = cv->dilation[cv->rank - 1];
   int w0 = lm__graph_param(g, layer->weights[0]);
   int bias = cv->use_bias ? lm__graph_param(g, layer->weights[layer->n_weights - 1]) : -1;
-  int z, outs[2];
+  int z;
   if (cv->kind == CONV) {
-    z = lm__graph_op(g, &lm__op_conv, (int[]){in[0], w0, bias}, bias >= 0 ? 3 : 2, &a, outs) ? -1 : outs[0];
+    z = lm__emit_activated(g, &lm__op_conv, (int[]){in[0], w0, bias}, bias >= 0 ? 3 : 2, a, layer->activation);
   } else if (cv->kind == DEPTHWISE) {
-    z = lm__emit(g, &lm__op_depthwise_conv, (int[]){in[0], w0, bias}, bias >= 0 ? 3 : 2, &a);
+    z = lm__emit_activated(g, &lm__op_depthwise_conv, (int[]){in[0], w0, bias}, bias >= 0 ? 3 : 2, a,
+                           layer->activation);
   } else { /* depthwise without bias, then a 1x1 convolution that adds it */
     z = lm__emit(g, &lm__op_depthwise_conv, (int[]){in[0], w0}, 2, &a);
     int w1 = lm__graph_param(g, layer->weights[1]);
     lm_attrs pointwise = {.i = {1, 1, 1, 1, LM_VALID}};
-    if (z >= 0) z = lm__graph_op(g, &lm__op_conv, (int[]){z, w1, bias}, bias >= 0 ? 3 : 2, &pointwise, outs) ? -1 : outs[0];
+    if (z >= 0)
+      z = lm__emit_activated(g, &lm__op_conv, (int[]){z, w1, bias}, bias >= 0 ? 3 : 2, pointwise, layer->activation);
   }
-  if (z >= 0 && layer->activation != LM_LINEAR)
-    z = lm__emit(g, &lm__op_activation, &z, 1, &(lm_attrs){.i = {layer->activation}});
   out[0] = z;
   return z < 0 ? -1 : 1;
 }

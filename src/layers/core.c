@@ -77,9 +77,7 @@ static int dense_emit(lm_layer *layer, lm_graph *g, const int *in, int n, int *o
   int args[3] = {in[0], lm__graph_param(g, layer->weights[0]), -1};
   int n_args = 2;
   if (layer->n_weights > 1) args[n_args++] = lm__graph_param(g, layer->weights[1]);
-  int z = lm__emit(g, &lm__op_dense, args, n_args, NULL);
-  if (z >= 0 && layer->activation != LM_LINEAR)
-    z = lm__emit(g, &lm__op_activation, &z, 1, &(lm_attrs){.i = {layer->activation}});
+  int z = lm__emit_activated(g, &lm__op_dense, args, n_args, (lm_attrs){0}, layer->activation);
   out[0] = z;
   return z < 0 ? -1 : 1;
 }

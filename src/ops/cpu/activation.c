@@ -145,6 +145,43 @@ LM_VECTORIZE void lm__act_backward(lm_activation act, const float *x, const floa
   }
 }
 
+bool lm__act_fusable(lm_activation act) {
+  return act == LM_ACTIVATION_DEFAULT || act == LM_LINEAR || act == LM_RELU || act == LM_SIGMOID || act == LM_TANH ||
+         act == LM_SOFTMAX || act == LM_ELU || act == LM_SELU;
+}
+
+/* The same products as lm__act_backward's, so fused and separate activations agree bit for bit. */
+LM_VECTORIZE void lm__act_grad_from_output(lm_activation act, const float *y, float *dy, int64_t rows, int64_t cols) {
+  int64_t n = rows * cols;
+  switch (act) {
+  case LM_RELU:
+    for (int64_t i = 0; i < n; i++) dy[i] = y[i] > 0 ? dy[i] : 0;
+    break;
+  case LM_SIGMOID:
+    for (int64_t i = 0; i < n; i++) dy[i] = dy[i] * y[i] * (1 - y[i]);
+    break;
+  case LM_TANH:
+    for (int64_t i = 0; i < n; i++) dy[i] = dy[i] * (1 - y[i] * y[i]);
+    break;
+  case LM_ELU:
+    for (int64_t i = 0; i < n; i++) dy[i] = dy[i] * (y[i] > 0 ? 1 : y[i] + 1);
+    break;
+  case LM_SELU:
+    for (int64_t i = 0; i < n; i++) dy[i] = dy[i] * (y[i] > 0 ? SELU_SCALE : y[i] + SELU_SCALE * SELU_ALPHA);
+    break;
+  case LM_SOFTMAX:
+    for (int64_t r = 0; r < rows; r++) {
+      const float *yr = y + r * cols;
+      float *dyr = dy + r * cols, dot = 0;
+      for (int64_t c = 0; c < cols; c++) dot += dyr[c] * yr[c];
+      for (int64_t c = 0; c < cols; c++) dyr[c] = yr[c] * (dyr[c] - dot);
+    }
+    break;
+  default: /* linear; other activations are never fused */
+    break;
+  }
+}
+
 /* Indexed by lm_activation. */
 static const char *const ACT_NAMES[] = {"default", "linear", "relu", "sigmoid", "tanh", "softmax",
                                         "elu",     "selu",   "gelu", "softplus", "swish"};
@@ -198,4 +235,4 @@ static void act_bwd(lm_plan *p, const lm_opnode *node) {
                    lm__g(p, node->out[0]), dx, rows, cols);
 }
 
-const lm_op_def lm__op_activation = {"activation", 1, act_shape, act_fwd, act_bwd, 0};
+const lm_op_def lm__op_activation = {"activation", 1, act_shape, act_fwd, act_bwd, 0, false};

@@ -1,6 +1,7 @@
 /* Convolutions: a general one through im2col + GEMM, and a depthwise one with direct loops
  * (see ops/conv.h). 1D inputs run as 2D ones of height 1. */
 #include "ops/conv.h"
+#include "ops/activations.h"
 #include "ops/gemm.h"
 
 /* im2col works on chunks of output rows whose column block holds about this many floats
@@ -121,6 +122,19 @@ static int is_direct(const geom *g) { /* a 1x1 kernel with stride 1: y = x W */
   return g->kh == 1 && g->kw == 1 && g->sh == 1 && g->sw == 1;
 }
 
+/* A 1D convolution with dilation 1 whose windows all lie inside the input (valid padding,
+ * or same padding that pads nothing): tap j of every window reads rows t * stride + j of
+ * the sample, a matrix with row stride stride * c, so one GEMM per tap computes that tap's
+ * share of the output (and of the gradients) without an im2col copy. */
+static int is_window_rows(const geom *g) {
+  return g->spatial_rank == 1 && g->dw == 1 && g->pl == 0 && g->ow > 0 && g->w >= 0 &&
+         (g->ow - 1) * g->sw + g->kw <= g->w;
+}
+
+static void fill_bias(float *y, const float *b, int64_t rows, int f) {
+  for (int64_t r = 0; r < rows; r++) memcpy(y + r * f, b, (size_t)f * sizeof *y);
+}
+
 static lm_status conv_shape(const lm_attrs *a, const lm_shape *in, const lm_dtype *dt, int n, lm_shape *out,
                             lm_dtype *odt, char *err, size_t len) {
   geom g;
@@ -132,7 +146,7 @@ static lm_status conv_shape(const lm_attrs *a, const lm_shape *in, const lm_dtyp
   /* The scratch: (2, output rows per chunk, output columns, kh * kw * c), where an output
    * row is one (sample, oh). Half 0 holds the forward's columns, half 1 is backward's work
    * area. */
-  if (is_direct(&g)) out[1] = LM_SHAPE(1);
+  if (is_direct(&g) || is_window_rows(&g)) out[1] = LM_SHAPE(1);
   else {
     int64_t kkc = g.kh * g.kw * g.c, chunk = LM_NONE;
     if (g.ow > 0) {
@@ -254,47 +268,68 @@ static void conv_fwd(lm_plan *p, const lm_opnode *node) {
   const float *x = lm__f(p, node->in[0]), *k = lm__f(p, node->in[1]);
   const float *b = node->n_in == 3 ? lm__f(p, node->in[2]) : NULL;
   float *y = lm__f(p, node->out[0]);
-  const int f = (int)g.f;
+  const lm_activation act = (lm_activation)node->a.i[7];
+  const int f = (int)g.f, kkc = (int)(g.kh * g.kw * g.c);
   const float beta = b ? 1.0f : 0.0f; /* y starts from the bias */
   if (is_direct(&g)) {
     int64_t rows = g.n * g.oh * g.ow;
-    if (b)
-      for (int64_t r = 0; r < rows; r++) memcpy(y + r * f, b, (size_t)f * sizeof *y);
-    lm__sgemm(false, false, (int)rows, f, (int)g.c, 1.0f, x, (int)g.c, k, f, beta, y,
-                f);
+    if (b) fill_bias(y, b, rows, f);
+    lm__sgemm(false, false, rows, f, g.c, 1.0f, x, g.c, k, f, beta, y, f);
+    lm__act_forward(act, y, y, rows, f);
     return;
   }
-  const int kkc = (int)(g.kh * g.kw * g.c);
+  if (is_window_rows(&g)) {
+    for (int64_t n = 0; n < g.n; n++) {
+      float *yn = y + n * g.ow * f;
+      if (b) fill_bias(yn, b, g.ow, f);
+      for (int64_t j = 0; j < g.kw; j++)
+        lm__sgemm(false, false, g.ow, f, g.c, 1.0f, x + (n * g.w + j) * g.c, g.sw * g.c, k + j * g.c * f, f,
+                  j ? 1.0f : beta, yn, f);
+      lm__act_forward(act, yn, yn, g.ow, f);
+    }
+    return;
+  }
   float *col = lm__f(p, node->out[1]);
   int64_t chunk = p->shapes[node->out[1]].dim[1], units = g.n * g.oh;
   for (int64_t u0 = 0; u0 < units; u0 += chunk) {
     int64_t count = units - u0 < chunk ? units - u0 : chunk, rows = count * g.ow;
     float *yc = y + u0 * g.ow * f;
-    if (b)
-      for (int64_t r = 0; r < rows; r++) memcpy(yc + r * f, b, (size_t)f * sizeof *y);
+    if (b) fill_bias(yc, b, rows, f);
     im2col(&g, x, u0, count, col);
-    lm__sgemm(false, false, (int)rows, f, kkc, 1.0f, col, kkc, k, f, beta, yc, f);
+    lm__sgemm(false, false, rows, f, kkc, 1.0f, col, kkc, k, f, beta, yc, f);
+    lm__act_forward(act, yc, yc, rows, f);
   }
 }
 
 static void conv_bwd(lm_plan *p, const lm_opnode *node) {
   geom g = plan_geom(p, node);
-  const float *x = lm__f(p, node->in[0]), *k = lm__f(p, node->in[1]), *dy = lm__g(p, node->out[0]);
-  float *dx = lm__g(p, node->in[0]), *dk = lm__g(p, node->in[1]);
+  const float *x = lm__f(p, node->in[0]), *k = lm__f(p, node->in[1]);
+  float *dy = lm__g(p, node->out[0]), *dx = lm__g(p, node->in[0]), *dk = lm__g(p, node->in[1]);
   float *db = node->n_in == 3 ? lm__g(p, node->in[2]) : NULL;
   if (!dy) return;
-  const int f = (int)g.f;
+  const int f = (int)g.f, kkc = (int)(g.kh * g.kw * g.c);
   int64_t units = g.n * g.oh;
+  lm__act_grad_from_output((lm_activation)node->a.i[7], lm__f(p, node->out[0]), dy, units * g.ow, f);
   if (db)
     for (int64_t r = 0; r < units * g.ow; r++)
       for (int j = 0; j < f; j++) db[j] += dy[r * f + j];
   if (is_direct(&g)) {
-    const int c = (int)g.c, rows = (int)(units * g.ow);
+    const int64_t c = g.c, rows = units * g.ow;
     if (dk) lm__sgemm(true, false, c, f, rows, 1.0f, x, c, dy, f, 1.0f, dk, f);
     if (dx) lm__sgemm(false, true, rows, c, f, 1.0f, dy, f, k, f, 1.0f, dx, c);
     return;
   }
-  const int kkc = (int)(g.kh * g.kw * g.c);
+  if (is_window_rows(&g)) {
+    const int64_t c = g.c, ldx = g.sw * c;
+    for (int64_t n = 0; n < g.n; n++) {
+      const float *dyn = dy + n * g.ow * f;
+      for (int64_t j = 0; j < g.kw; j++) {
+        if (dk) lm__sgemm(true, false, c, f, g.ow, 1.0f, x + (n * g.w + j) * c, ldx, dyn, f, 1.0f, dk + j * c * f, f);
+        if (dx) lm__sgemm(false, true, g.ow, c, f, 1.0f, dyn, f, k + j * c * f, f, 1.0f, dx + (n * g.w + j) * c, ldx);
+      }
+    }
+    return;
+  }
   lm_shape ss = p->shapes[node->out[1]];
   int64_t chunk = ss.dim[1];
   /* Half 0 still holds the forward's last chunk; other chunks are rebuilt in half 1, which
@@ -302,8 +337,7 @@ static void conv_bwd(lm_plan *p, const lm_opnode *node) {
   float *saved = lm__f(p, node->out[1]), *work = saved + lm_shape_size(ss) / 2;
   int64_t last = (units - 1) / chunk * chunk;
   for (int64_t u0 = 0; u0 < units; u0 += chunk) {
-    int64_t count = units - u0 < chunk ? units - u0 : chunk;
-    int rows = (int)(count * g.ow);
+    int64_t count = units - u0 < chunk ? units - u0 : chunk, rows = count * g.ow;
     const float *dyc = dy + u0 * g.ow * f;
     if (dk) {
       const float *col = saved;
@@ -320,7 +354,7 @@ static void conv_bwd(lm_plan *p, const lm_opnode *node) {
   }
 }
 
-const lm_op_def lm__op_conv = {"conv", 2, conv_shape, conv_fwd, conv_bwd, 1u << 1};
+const lm_op_def lm__op_conv = {"conv", 2, conv_shape, conv_fwd, conv_bwd, 1u << 1, true};
 
 /* ---- Depthwise convolution ---- */
 
@@ -506,4 +540,4 @@ static void depthwise_bwd(lm_plan *p, const lm_opnode *node) {
   }
 }
 
-const lm_op_def lm__op_depthwise_conv = {"depthwise_conv", 1, depthwise_shape, depthwise_fwd, depthwise_bwd, 0};
+const lm_op_def lm__op_depthwise_conv = {"depthwise_conv", 1, depthwise_shape, depthwise_fwd, depthwise_bwd, 0, false};

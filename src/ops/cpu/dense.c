@@ -1,5 +1,6 @@
-/* Dense: y = x W + b over the last axis of x, through BLAS. */
+/* Dense: y = act(x W + b) over the last axis of x (act fused, attrs i7). */
 #include "graph/graph.h"
+#include "ops/activations.h"
 #include "ops/gemm.h"
 
 static lm_status dense_shape(const lm_attrs *a, const lm_shape *in, const lm_dtype *dt, int n, lm_shape *out,
@@ -50,13 +51,15 @@ static void dense_fwd(lm_plan *p, const lm_opnode *node) {
   }
   lm__sgemm(false, false, rows, units, k, 1.0f, lm__f(p, node->in[0]), k,
               lm__f(p, node->in[1]), units, beta, y, units);
+  lm__act_forward((lm_activation)node->a.i[7], y, y, rows, units);
 }
 
 static void dense_bwd(lm_plan *p, const lm_opnode *node) {
   int rows, k, units;
   dense_dims(p, node, &rows, &k, &units);
-  const float *dy = lm__g(p, node->out[0]);
+  float *dy = lm__g(p, node->out[0]);
   float *dx = lm__g(p, node->in[0]), *dw = lm__g(p, node->in[1]);
+  lm__act_grad_from_output((lm_activation)node->a.i[7], lm__f(p, node->out[0]), dy, rows, units);
   if (dx)
     lm__sgemm(false, true, rows, k, units, 1.0f, dy, units, lm__f(p, node->in[1]),
                 units, 1.0f, dx, k);
@@ -69,4 +72,4 @@ static void dense_bwd(lm_plan *p, const lm_opnode *node) {
       for (int u = 0; u < units; u++) db[u] += dy[(size_t)r * units + u];
 }
 
-const lm_op_def lm__op_dense = {"dense", 1, dense_shape, dense_fwd, dense_bwd, 0};
+const lm_op_def lm__op_dense = {"dense", 1, dense_shape, dense_fwd, dense_bwd, 0, true};

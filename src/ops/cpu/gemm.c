@@ -9,5 +9,11 @@
 void lm__sgemm(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, float alpha, const float *a,
                int64_t lda, const float *b, int64_t ldb, float beta, float *c, int64_t ldc) {
   if (m <= 0 || n <= 0) return;
-  dnnl_sgemm(trans_a ? 'T' : 'N', trans_b ? 'T' : 'N', m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
+  dnnl_status_t st = dnnl_sgemm(trans_a ? 'T' : 'N', trans_b ? 'T' : 'N', m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
+  if (st != dnnl_success) { /* a kernel passed bad leading dimensions: a bug in lamina, never the user's data */
+    fprintf(stderr, "lamina: internal error: sgemm(%c%c, m %lld, n %lld, k %lld, lda %lld, ldb %lld, ldc %lld) refused (%d)\n",
+            trans_a ? 'T' : 'N', trans_b ? 'T' : 'N', (long long)m, (long long)n, (long long)k, (long long)lda,
+            (long long)ldb, (long long)ldc, (int)st);
+    abort();
+  }
 }

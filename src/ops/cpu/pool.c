@@ -163,7 +163,7 @@ static void max_pool_bwd(lm_plan *p, const lm_opnode *node) {
   scatter_argmax(dx, dy, lm__i(p, node->out[1]), g.batch, g.h * g.w * g.c, g.oh * g.ow * g.c);
 }
 
-const lm_op_def lm__op_max_pool = {"max_pool", 2, max_pool_shape, max_pool_fwd, max_pool_bwd, 1u << 1};
+const lm_op_def lm__op_max_pool = {"max_pool", 2, max_pool_shape, max_pool_fwd, max_pool_bwd, 1u << 1, false};
 
 static void avg_pool_fwd(lm_plan *p, const lm_opnode *node) {
   pool_geom g = pool_geometry(p, node);
@@ -213,7 +213,7 @@ static void avg_pool_bwd(lm_plan *p, const lm_opnode *node) {
   }
 }
 
-const lm_op_def lm__op_avg_pool = {"avg_pool", 1, pool_shape_common, avg_pool_fwd, avg_pool_bwd, 0};
+const lm_op_def lm__op_avg_pool = {"avg_pool", 1, pool_shape_common, avg_pool_fwd, avg_pool_bwd, 0, false};
 
 /* ---- Global pooling: (batch, ..., ch) -> (batch, ch) ---- */
 
@@ -311,7 +311,7 @@ static void global_max_bwd(lm_plan *p, const lm_opnode *node) {
 }
 
 const lm_op_def lm__op_global_max_pool = {"global_max_pool", 2, global_max_shape, global_max_fwd, global_max_bwd,
-                                          1u << 1};
+                                          1u << 1, false};
 
 /* Mask entry s of row b as a keep flag; the mask may be float32 or int32. */
 static bool mask_keep(const void *mask, bool is_int, int64_t i) {
@@ -372,4 +372,4 @@ static void global_avg_bwd(lm_plan *p, const lm_opnode *node) {
   }
 }
 
-const lm_op_def lm__op_global_avg_pool = {"global_avg_pool", 1, global_avg_shape, global_avg_fwd, global_avg_bwd, 0};
+const lm_op_def lm__op_global_avg_pool = {"global_avg_pool", 1, global_avg_shape, global_avg_fwd, global_avg_bwd, 0, false};

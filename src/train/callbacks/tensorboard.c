@@ -180,11 +180,16 @@ static void write_op_graph(tensorboard *tb) {
   }
   for (int i = 0; i < g->n_ops; i++) {
     const lm_opnode *op = &g->ops[i];
-    char name[GNAME];
+    char name[GNAME], type[64];
     const char *scope = op->who ? op->who : "graph";
+    /* An op with a fused activation shows both, as TensorFlow's _FusedMatMul does. */
+    lm_activation fused = op->def->fuses_activation ? (lm_activation)op->a.i[7] : LM_ACTIVATION_DEFAULT;
+    if (fused != LM_ACTIVATION_DEFAULT && fused != LM_LINEAR)
+      snprintf(type, sizeof type, "%.30s_%.30s", op->def->name, lm_activation_name(fused));
+    else snprintf(type, sizeof type, "%.60s", op->def->name);
     if (op->def == &lm__op_loss) snprintf(name, sizeof name, "loss/%.140s", scope);
     else if (op->def == &lm__op_weighted_sum) snprintf(name, sizeof name, "loss/total");
-    else snprintf(name, sizeof name, "%.100s/%.50s", scope, op->def->name);
+    else snprintf(name, sizeof name, "%.100s/%.60s", scope, type);
     unique_name(gw.op_names, n_nodes, name, sizeof name);
     snprintf(gw.op_names[n_nodes++], sizeof gw.op_names[0], "%s", name);
     const char *inputs[LM_MAX_OP_IO];
@@ -193,7 +198,7 @@ static void write_op_graph(tensorboard *tb) {
       if (k) snprintf(gw.names[op->out[k]], sizeof gw.names[0], "%.150s:%d", name, k);
       else snprintf(gw.names[op->out[k]], sizeof gw.names[0], "%s", name);
     }
-    put_node(&gw, name, op->def->name, inputs, op->n_in, g, op->out, op->n_out);
+    put_node(&gw, name, type, inputs, op->n_in, g, op->out, op->n_out);
   }
   gw.value.len = 0;
   lm__pb_uint(&gw.value, 1, 27); /* VersionDef.producer, as a TF 1.x-era graph */
