@@ -12,8 +12,15 @@
 #define LM_PRINTF(f, a) __attribute__((format(printf, f, a)))
 /* Hot loops are compiled for AVX-512, AVX2+FMA and the baseline, and the loader picks the
  * clone the CPU runs best (the library itself is built for the baseline). Keep such loops
- * simple and contiguous so that each clone vectorizes. */
-#define LM_VECTORIZE __attribute__((target_clones("arch=skylake-avx512", "arch=haswell", "default")))
+ * simple and contiguous so that each clone vectorizes. The clones name ISA levels, not
+ * CPU models: an "arch=skylake-avx512" clone is chosen by __builtin_cpu_is, only on that
+ * very model, so newer AVX-512 CPUs ran the baseline. Clang's resolver matches arch= by
+ * model too, so it gets feature clones. */
+#if defined(__clang__)
+#define LM_VECTORIZE __attribute__((target_clones("avx512f", "avx2", "default")))
+#else
+#define LM_VECTORIZE __attribute__((target_clones("arch=x86-64-v4", "arch=x86-64-v3", "default")))
+#endif
 
 /* The first failure of an object; later failures are ignored so the root cause survives. */
 typedef struct lm_error {
