@@ -296,6 +296,54 @@ static void test_depthwise_op(void **state) {
   for (size_t i = 0; i < sizeof cfgs / sizeof *cfgs; i++) check_op(&cfgs[i]);
 }
 
+/* One and two threads give the same bits: the output and the gradients of x, the kernel
+ * and the bias, on shapes large enough for the parallel path (the kernel and bias
+ * gradients sum over the batch in fixed pieces). */
+static void test_depthwise_threads_same_bits(void **state) {
+  (void)state;
+  rng_state = 13;
+  const conv_cfg cfgs[] = {
+      /* what                         dw r  n   h   w   c  kh kw m  sh sw dh dw pad      bias chunk */
+      {"dw valid 3x3 c20", 1, 2, 8, 12, 12, 20, 3, 3, 1, 1, 1, 1, 1, LM_VALID, 1, 0},
+      {"dw valid 3x3 c3, 40 samples", 1, 2, 40, 8, 9, 3, 3, 3, 1, 1, 1, 1, 1, LM_VALID, 1, 0},
+      {"dw same 3x3 c5 stride 2", 1, 2, 33, 11, 12, 5, 3, 3, 1, 2, 2, 1, 1, LM_SAME, 1, 0},
+      {"dw same 3x3 c6 m2 stride 2", 1, 2, 8, 15, 15, 6, 3, 3, 2, 2, 2, 1, 1, LM_SAME, 1, 0},
+      {"dw 1d same k5 c16 dilation 2", 1, 1, 16, 1, 120, 16, 1, 5, 1, 1, 1, 1, 2, LM_SAME, 0, 0},
+  };
+  int before = lm_get_num_threads();
+  for (size_t i = 0; i < sizeof cfgs / sizeof *cfgs; i++) {
+    const conv_cfg *c = &cfgs[i];
+    op_run r;
+    op_build(&r, c);
+    lm_plan *p = op_plan(&r, 1);
+    int ids[4] = {r.y, r.x, r.k, r.b};
+    float *saved[4] = {0};
+    for (int threads = 1; threads <= 2; threads++) {
+      lm_set_num_threads(threads);
+      memset(lm__f(p, r.y), 0x7f, (size_t)lm__n(p, r.y) * sizeof(float));
+      lm__plan_forward(p);
+      lm__plan_backward(p);
+      for (int t = 0; t < 4; t++) {
+        if (ids[t] < 0) continue;
+        const float *v = t == 0 ? lm__f(p, ids[t]) : lm__g(p, ids[t]);
+        size_t bytes = (size_t)lm__n(p, ids[t]) * sizeof(float);
+        assert_non_null(v);
+        if (threads == 1) {
+          saved[t] = malloc(bytes);
+          assert_non_null(saved[t]);
+          memcpy(saved[t], v, bytes);
+        } else if (memcmp(saved[t], v, bytes)) {
+          fail_msg("%s: %s differs between 1 and 2 threads", c->what, t == 0 ? "y" : t == 1 ? "dx" : t == 2 ? "dkernel" : "dbias");
+        }
+      }
+    }
+    for (int t = 0; t < 4; t++) free(saved[t]);
+    lm__plan_free(p);
+    op_free(&r);
+  }
+  lm_set_num_threads(before);
+}
+
 /* The ops' shape rules: output sizes with unknown dims, and refusals. */
 static void test_op_shapes(void **state) {
   (void)state;
@@ -809,6 +857,7 @@ int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_conv_op),
       cmocka_unit_test(test_depthwise_op),
+      cmocka_unit_test(test_depthwise_threads_same_bits),
       cmocka_unit_test(test_op_shapes),
       cmocka_unit_test(test_keras_conv1d),
       cmocka_unit_test(test_keras_conv2d),

@@ -285,6 +285,65 @@ static void test_grad_global(void **state) {
   run_op_check(&c);
 }
 
+/* One and two threads give the same bits: forward and backward of windowed pooling on
+ * inputs large enough for the parallel path, with ties (a coarse grid of values) so that
+ * which maximum wins matters, and overlapping windows that add into the same cells. */
+static void same_bits_any_threads(const lm_op_def *def, lm_shape xs, lm_attrs a) {
+  lm_graph *g = lm__graph_new();
+  assert_non_null(g);
+  int x = lm__graph_input(g, LM_VALUE_INPUT, LM_FLOAT32, xs), outs[2];
+  g->vals[x].requires_grad = true;
+  if (lm__graph_op(g, def, &x, 1, &a, outs)) fail_msg("%s: %s", def->name, g->err.msg);
+  int y = outs[0];
+  int64_t nx = lm_shape_size(xs), ny = lm_shape_size(g->vals[y].shape);
+  float *r = malloc((size_t)ny * sizeof *r), *saved = malloc((size_t)(nx + ny) * sizeof *saved);
+  assert_true(r && saved);
+  for (int64_t i = 0; i < ny; i++) r[i] = rng_uniform(-1, 1);
+  vec rv = {r, ny};
+  int obj = lm__emit(g, &dot_r_op, &y, 1, &(lm_attrs){.p = &rv});
+  assert_true(obj >= 0);
+  g->vals[y].keep = true;
+  lm_shape shapes[8];
+  shapes[x] = xs;
+  lm_plan *p = lm__plan_new(g, shapes, 1, obj);
+  assert_non_null(p);
+  assert_int_equal(p->err.code, LM_OK);
+  for (int64_t i = 0; i < nx; i++) lm__f(p, x)[i] = (float)(int)rng_uniform(-8, 8);
+  int before = lm_get_num_threads();
+  for (int threads = 1; threads <= 2; threads++) {
+    lm_set_num_threads(threads);
+    memset(lm__f(p, y), 0x7f, (size_t)ny * sizeof(float));
+    lm__plan_forward(p);
+    lm__plan_backward(p);
+    if (threads == 1) {
+      memcpy(saved, lm__f(p, y), (size_t)ny * sizeof *saved);
+      memcpy(saved + ny, lm__g(p, x), (size_t)nx * sizeof *saved);
+    } else {
+      assert_memory_equal(saved, lm__f(p, y), (size_t)ny * sizeof *saved);
+      assert_memory_equal(saved + ny, lm__g(p, x), (size_t)nx * sizeof *saved);
+    }
+  }
+  lm_set_num_threads(before);
+  lm__plan_free(p);
+  lm__graph_free(g);
+  free(r);
+  free(saved);
+}
+
+static void test_threads_same_bits(void **state) {
+  (void)state;
+  rng_state = 9;
+  const lm_shape xs = LM_SHAPE(9, 21, 20, 24);
+  const lm_attrs as[] = {pool_attrs(2, 2, 2, 2, 2, LM_VALID), pool_attrs(2, 3, 3, 2, 2, LM_SAME),
+                         pool_attrs(2, 3, 2, 1, 1, LM_VALID)};
+  for (int i = 0; i < 3; i++) {
+    same_bits_any_threads(&lm__op_max_pool, xs, as[i]);
+    same_bits_any_threads(&lm__op_avg_pool, xs, as[i]);
+  }
+  /* a window of more than 255 cells keeps int32 indices */
+  same_bits_any_threads(&lm__op_max_pool, LM_SHAPE(4, 40, 40, 8), pool_attrs(2, 16, 17, 3, 3, LM_SAME));
+}
+
 /* Shape rules: unknown sizes stay unknown; misfits are refused with the shapes named. */
 static void test_shape_rules(void **state) {
   (void)state;
@@ -799,6 +858,7 @@ int main(void) {
       cmocka_unit_test(test_grad_avg_pool),
       cmocka_unit_test(test_grad_global),
       cmocka_unit_test(test_shape_rules),
+      cmocka_unit_test(test_threads_same_bits),
       cmocka_unit_test(test_keras_layers),
       cmocka_unit_test(test_keras_masked_average),
       cmocka_unit_test(test_keras_train_steps),

@@ -3,6 +3,7 @@
 #include "ops/conv.h"
 #include "ops/activations.h"
 #include "ops/gemm.h"
+#include "core/threads.h"
 
 /* im2col works on chunks of output rows whose column block holds about this many floats
  * (4 MB): small enough to bound the scratch, large enough for an efficient GEMM. */
@@ -356,7 +357,33 @@ static void conv_bwd(lm_plan *p, const lm_opnode *node) {
 
 const lm_op_def lm__op_conv = {"conv", 2, conv_shape, conv_fwd, conv_bwd, 1u << 1, true};
 
-/* ---- Depthwise convolution ---- */
+/* ---- Depthwise convolution ----
+ *
+ * Every loop runs along the contiguous channel axis. With stride 1 an output row's pixels
+ * are contiguous in x too, so one kernel tap is a single long multiply-add over the row,
+ * taken in chunks of P floats (a whole number of pixels, a multiple of 16) against the
+ * tap's weights repeated to P floats: few channels vectorize as well as many. With other
+ * strides a chunk is one pixel (P = c). Several depth multipliers take a plain per-pixel
+ * path.
+ *
+ * Threads split the batch into DW_PIECES fixed pieces; the kernel and bias gradients sum
+ * each piece into its own rows of the scratch (out[1]), which are then added in piece
+ * order, so results do not depend on the number of threads. */
+
+#define DW_PIECES 32
+#define DW_TILE 4096 /* floats of an output row worked on at once (stays in L1) */
+
+/* The chunk length: with multiplier 1 and stride 1, c times the smallest number of pixels
+ * that makes a multiple of 16 floats, doubled up to at least 128 (independent sums for
+ * the kernel gradient); else c * m. */
+static int64_t dw_chunk(const geom *g) {
+  if (g->f != 1 || g->sw != 1) return g->c * g->f;
+  int64_t p = g->c, r = 16;
+  while (r > 1 && p % 2 == 0) p /= 2, r /= 2; /* r = 16 / gcd(c, 16) */
+  p = g->c * r;
+  while (p < 128) p *= 2;
+  return p;
+}
 
 static lm_status depthwise_shape(const lm_attrs *a, const lm_shape *in, const lm_dtype *dt, int n, lm_shape *out,
                                  lm_dtype *odt, char *err, size_t len) {
@@ -366,7 +393,10 @@ static lm_status depthwise_shape(const lm_attrs *a, const lm_shape *in, const lm
   if (st == LM_OK) st = check_bias(in, n, g.c * g.f, err, len);
   if (st != LM_OK) return st;
   out[0] = out_shape(&g, g.c * g.f);
-  odt[0] = LM_FLOAT32;
+  /* The scratch: row 0 the kernel repeated to chunks, then one row per piece for the
+   * partial gradients of the kernel (kh * kw chunks) and of the bias (one chunk). */
+  out[1] = LM_SHAPE(DW_PIECES + 1, (g.kh * g.kw + 1) * dw_chunk(&g));
+  odt[0] = odt[1] = LM_FLOAT32;
   return LM_OK;
 }
 
@@ -386,53 +416,129 @@ static void taps(int64_t o, int64_t s, int64_t pad, int64_t d, int64_t k, int64_
   if (*lo > *hi) *lo = *hi;
 }
 
-/* Channels [c0, c0 + nb) of one output pixel with multiplier 1, nb <= DW_BLOCK: the sums
- * stay in registers across the taps (called with nb = DW_BLOCK, the loops unroll). */
-#define DW_BLOCK 16
-static inline void dw_block_m1(const geom *g, const float *xn, const float *k, const float *b, float *yp, int64_t c0,
-                               int nb, int64_t oh, int64_t ow, int64_t kh0, int64_t kh1, int64_t kw0, int64_t kw1) {
-  float acc[DW_BLOCK];
-  for (int j = 0; j < nb; j++) acc[j] = b ? b[c0 + j] : 0.0f;
-  for (int64_t kh = kh0; kh < kh1; kh++) {
-    int64_t ih = oh * g->sh - g->pt + kh * g->dh;
-    for (int64_t kw = kw0; kw < kw1; kw++) {
-      int64_t iw = ow * g->sw - g->pl + kw * g->dw;
-      const float *xp = xn + (ih * g->w + iw) * g->c + c0, *kp = k + (kh * g->kw + kw) * g->c + c0;
-      for (int j = 0; j < nb; j++) acc[j] += xp[j] * kp[j];
-    }
-  }
-  memcpy(yp + c0, acc, (size_t)nb * sizeof *acc);
+/* Row 0 of the scratch: ke[tap * P + t] = k[tap * c + t % c] (multiplier 1). */
+static float *dw_kernel_chunks(const geom *g, const float *k, float *scratch, int64_t P) {
+  for (int64_t tap = 0; tap < g->kh * g->kw; tap++)
+    for (int64_t t = 0; t < P; t++) scratch[tap * P + t] = k[tap * g->c + t % g->c];
+  return scratch;
 }
 
-static void depthwise_fwd(lm_plan *p, const lm_opnode *node) {
-  geom g = plan_geom_dw(p, node);
-  const float *x = lm__f(p, node->in[0]), *k = lm__f(p, node->in[1]);
-  const float *b = node->n_in == 3 ? lm__f(p, node->in[2]) : NULL;
-  float *y = lm__f(p, node->out[0]);
-  const int64_t c = g.c, m = g.f, cm = c * m;
-  for (int64_t n = 0; n < g.n; n++) {
-    const float *xn = x + n * g.h * g.w * c;
-    for (int64_t oh = 0; oh < g.oh; oh++) {
+/* d[i * dstep + t] += s[i * sstep + t] * ke[t] over len floats, in chunks of P. */
+static inline void dw_axpy(float *restrict d, const float *restrict s, const float *restrict ke, int64_t len,
+                           int64_t P, int64_t dstep, int64_t sstep) {
+  for (; len > 0; len -= P, d += dstep, s += sstep) {
+    int64_t l = len < P ? len : P;
+    for (int64_t t = 0; t < l; t++) d[t] += s[t] * ke[t];
+  }
+}
+
+/* e[t] += a[i * astep + t] * b[i * P + t] over len floats, in chunks of P. */
+static inline void dw_dot(float *restrict e, const float *restrict a, const float *restrict b, int64_t len, int64_t P,
+                          int64_t astep) {
+  for (; len > 0; len -= P, a += astep, b += P) {
+    int64_t l = len < P ? len : P;
+    for (int64_t t = 0; t < l; t++) e[t] += a[t] * b[t];
+  }
+}
+
+/* The taps' column ranges: output columns [*lo, *hi) within [p0, p1) whose tap kw lands
+ * inside the input, and the input column of *lo. */
+static int dw_cols(const geom *g, int64_t kw, int64_t p0, int64_t p1, int64_t *lo, int64_t *hi, int64_t *iw) {
+  inside(kw * g->dw, g, lo, hi);
+  if (*lo < p0) *lo = p0;
+  if (*hi > p1) *hi = p1;
+  *iw = *lo * g->sw - g->pl + kw * g->dw;
+  return *lo < *hi;
+}
+
+/* Output pixels per tile: a whole number of chunks. */
+static int64_t dw_tile(const geom *g, int64_t P) {
+  int64_t chunks = DW_TILE / P;
+  return (chunks > 1 ? chunks : 1) * (P / g->c);
+}
+
+/* Forward of samples [n0, n1), multiplier 1: per output row, the bias, then each tap
+ * added over the row. */
+LM_VECTORIZE static void dw_fwd_m1(const geom *g, const float *x, const float *ke, int64_t P, const float *b,
+                                   float *y, int64_t n0, int64_t n1) {
+  const int64_t c = g->c, tp = dw_tile(g, P);
+  for (int64_t n = n0; n < n1; n++)
+    for (int64_t oh = 0; oh < g->oh; oh++) {
+      float *yr = y + (n * g->oh + oh) * g->ow * c;
+      if (b)
+        for (int64_t ow = 0; ow < g->ow; ow++) memcpy(yr + ow * c, b, (size_t)c * sizeof *yr);
+      else memset(yr, 0, (size_t)(g->ow * c) * sizeof *yr);
       int64_t kh0, kh1;
-      taps(oh, g.sh, g.pt, g.dh, g.kh, g.h, &kh0, &kh1);
-      for (int64_t ow = 0; ow < g.ow; ow++) {
-        int64_t kw0, kw1;
-        taps(ow, g.sw, g.pl, g.dw, g.kw, g.w, &kw0, &kw1);
-        float *restrict yp = y + ((n * g.oh + oh) * g.ow + ow) * cm;
-        if (m == 1) {
-          int64_t c0 = 0;
-          for (; c0 + DW_BLOCK <= c; c0 += DW_BLOCK) dw_block_m1(&g, xn, k, b, yp, c0, DW_BLOCK, oh, ow, kh0, kh1, kw0, kw1);
-          if (c0 < c) dw_block_m1(&g, xn, k, b, yp, c0, (int)(c - c0), oh, ow, kh0, kh1, kw0, kw1);
-          continue;
+      taps(oh, g->sh, g->pt, g->dh, g->kh, g->h, &kh0, &kh1);
+      for (int64_t p0 = 0; p0 < g->ow; p0 += tp) {
+        int64_t p1 = p0 + tp < g->ow ? p0 + tp : g->ow;
+        for (int64_t kh = kh0; kh < kh1; kh++) {
+          const float *xr = x + (n * g->h + oh * g->sh - g->pt + kh * g->dh) * g->w * c;
+          for (int64_t kw = 0; kw < g->kw; kw++) {
+            int64_t lo, hi, iw;
+            if (dw_cols(g, kw, p0, p1, &lo, &hi, &iw))
+              dw_axpy(yr + lo * c, xr + iw * c, ke + (kh * g->kw + kw) * P, (hi - lo) * c, P, P, P * g->sw);
+          }
         }
-        /* Several multipliers: output channel j reads input channel j / m. */
+      }
+    }
+}
+
+/* Backward of samples [n0, n1), multiplier 1: dx added in place; the kernel and bias
+ * gradients summed into part (kh * kw + 1 chunks, overwritten). */
+LM_VECTORIZE static void dw_bwd_m1(const geom *g, const float *x, const float *ke, int64_t P, const float *dy,
+                                   float *dx, float *part, bool dk, bool db, int64_t n0, int64_t n1) {
+  const int64_t c = g->c, tp = dw_tile(g, P), kk = g->kh * g->kw;
+  memset(part, 0, (size_t)((kk + 1) * P) * sizeof *part);
+  for (int64_t n = n0; n < n1; n++)
+    for (int64_t oh = 0; oh < g->oh; oh++) {
+      const float *dyr = dy + (n * g->oh + oh) * g->ow * c;
+      if (db) {
+        float *restrict e = part + kk * P;
+        for (int64_t ow = 0; ow < g->ow; ow += P / c) {
+          const float *restrict d = dyr + ow * c;
+          int64_t l = (g->ow - ow) * c < P ? (g->ow - ow) * c : P;
+          for (int64_t t = 0; t < l; t++) e[t] += d[t];
+        }
+      }
+      int64_t kh0, kh1;
+      taps(oh, g->sh, g->pt, g->dh, g->kh, g->h, &kh0, &kh1);
+      for (int64_t p0 = 0; p0 < g->ow; p0 += tp) {
+        int64_t p1 = p0 + tp < g->ow ? p0 + tp : g->ow;
+        for (int64_t kh = kh0; kh < kh1; kh++) {
+          int64_t row = (n * g->h + oh * g->sh - g->pt + kh * g->dh) * g->w * c;
+          for (int64_t kw = 0; kw < g->kw; kw++) {
+            int64_t lo, hi, iw, tap = kh * g->kw + kw;
+            if (!dw_cols(g, kw, p0, p1, &lo, &hi, &iw)) continue;
+            if (dk) dw_dot(part + tap * P, x + row + iw * c, dyr + lo * c, (hi - lo) * c, P, P * g->sw);
+            if (dx) dw_axpy(dx + row + iw * c, dyr + lo * c, ke + tap * P, (hi - lo) * c, P, P * g->sw, P);
+          }
+        }
+      }
+    }
+}
+
+/* Forward of samples [n0, n1) with several multipliers: output channel j reads input
+ * channel j / m. */
+static void dw_fwd_mult(const geom *g, const float *x, const float *k, const float *b, float *y, int64_t n0,
+                        int64_t n1) {
+  const int64_t c = g->c, m = g->f, cm = c * m;
+  for (int64_t n = n0; n < n1; n++) {
+    const float *xn = x + n * g->h * g->w * c;
+    for (int64_t oh = 0; oh < g->oh; oh++) {
+      int64_t kh0, kh1;
+      taps(oh, g->sh, g->pt, g->dh, g->kh, g->h, &kh0, &kh1);
+      for (int64_t ow = 0; ow < g->ow; ow++) {
+        int64_t kw0, kw1;
+        taps(ow, g->sw, g->pl, g->dw, g->kw, g->w, &kw0, &kw1);
+        float *restrict yp = y + ((n * g->oh + oh) * g->ow + ow) * cm;
         if (b) memcpy(yp, b, (size_t)cm * sizeof *yp);
         else memset(yp, 0, (size_t)cm * sizeof *yp);
         for (int64_t kh = kh0; kh < kh1; kh++) {
-          int64_t ih = oh * g.sh - g.pt + kh * g.dh;
+          int64_t ih = oh * g->sh - g->pt + kh * g->dh;
           for (int64_t kw = kw0; kw < kw1; kw++) {
-            int64_t iw = ow * g.sw - g.pl + kw * g.dw;
-            const float *restrict xp = xn + (ih * g.w + iw) * c, *restrict kp = k + (kh * g.kw + kw) * cm;
+            int64_t iw = ow * g->sw - g->pl + kw * g->dw;
+            const float *restrict xp = xn + (ih * g->w + iw) * c, *restrict kp = k + (kh * g->kw + kw) * cm;
             for (int64_t ci = 0; ci < c; ci++)
               for (int64_t mi = 0; mi < m; mi++) yp[ci * m + mi] += xp[ci] * kp[ci * m + mi];
           }
@@ -442,86 +548,30 @@ static void depthwise_fwd(lm_plan *p, const lm_opnode *node) {
   }
 }
 
-/* dk[tap][c0, c0 + nb) += sum over output columns [lo, hi) of x * dy, for one output row
- * and one tap: the sums stay in registers along the row. */
-static inline void dw_dk_block(const float *xr, const float *dyr, float *dkp, int64_t c, int64_t step, int64_t lo,
-                               int64_t hi, int64_t c0, int nb) {
-  float acc[DW_BLOCK] = {0};
-  for (int64_t ow = lo; ow < hi; ow++) {
-    const float *xp = xr + (ow - lo) * step + c0, *dp = dyr + ow * c + c0;
-    for (int j = 0; j < nb; j++) acc[j] += xp[j] * dp[j];
-  }
-  for (int j = 0; j < nb; j++) dkp[c0 + j] += acc[j];
-}
-
-/* Backward with multiplier 1, one output row and one tap at a time. */
-static void depthwise_bwd_m1(const geom *g, const float *x, const float *k, const float *dy, float *dx, float *dk,
-                             float *db) {
-  const int64_t c = g->c, step = g->sw * c;
-  for (int64_t n = 0; n < g->n; n++)
+/* Backward of samples [n0, n1) with several multipliers; part as in dw_bwd_m1 (P = c m). */
+static void dw_bwd_mult(const geom *g, const float *x, const float *k, const float *dy, float *dx, float *part,
+                        bool dk, bool db, int64_t n0, int64_t n1) {
+  const int64_t c = g->c, m = g->f, cm = c * m, kk = g->kh * g->kw;
+  memset(part, 0, (size_t)((kk + 1) * cm) * sizeof *part);
+  for (int64_t n = n0; n < n1; n++) {
+    const float *xn = x + n * g->h * g->w * c;
+    float *dxn = dx ? dx + n * g->h * g->w * c : NULL;
     for (int64_t oh = 0; oh < g->oh; oh++) {
-      const float *dyr = dy + (n * g->oh + oh) * g->ow * c;
-      if (db)
-        for (int64_t ow = 0; ow < g->ow; ow++)
-          for (int64_t ci = 0; ci < c; ci++) db[ci] += dyr[ow * c + ci];
       int64_t kh0, kh1;
       taps(oh, g->sh, g->pt, g->dh, g->kh, g->h, &kh0, &kh1);
-      for (int64_t kh = kh0; kh < kh1; kh++) {
-        int64_t ih = oh * g->sh - g->pt + kh * g->dh;
-        for (int64_t kw = 0; kw < g->kw; kw++) {
-          int64_t lo, hi, tap = (kh * g->kw + kw) * c;
-          inside(kw * g->dw, g, &lo, &hi);
-          if (lo >= hi) continue;
-          int64_t at = ((n * g->h + ih) * g->w + lo * g->sw - g->pl + kw * g->dw) * c; /* x at column lo */
-          if (dk) {
-            int64_t c0 = 0;
-            for (; c0 + DW_BLOCK <= c; c0 += DW_BLOCK) dw_dk_block(x + at, dyr, dk + tap, c, step, lo, hi, c0, DW_BLOCK);
-            if (c0 < c) dw_dk_block(x + at, dyr, dk + tap, c, step, lo, hi, c0, (int)(c - c0));
-          }
-          if (dx) {
-            const float *restrict kp = k + tap;
-            for (int64_t ow = lo; ow < hi; ow++) {
-              float *restrict dxp = dx + at + (ow - lo) * step;
-              const float *restrict dp = dyr + ow * c;
-              for (int64_t ci = 0; ci < c; ci++) dxp[ci] += kp[ci] * dp[ci];
-            }
-          }
-        }
-      }
-    }
-}
-
-static void depthwise_bwd(lm_plan *p, const lm_opnode *node) {
-  geom g = plan_geom_dw(p, node);
-  const float *x = lm__f(p, node->in[0]), *k = lm__f(p, node->in[1]), *dy = lm__g(p, node->out[0]);
-  float *dx = lm__g(p, node->in[0]), *dk = lm__g(p, node->in[1]);
-  float *db = node->n_in == 3 ? lm__g(p, node->in[2]) : NULL;
-  if (!dy) return;
-  const int64_t c = g.c, m = g.f, cm = c * m;
-  if (m == 1) {
-    depthwise_bwd_m1(&g, x, k, dy, dx, dk, db);
-    return;
-  }
-  /* Several multipliers: per output pixel and tap. */
-  for (int64_t n = 0; n < g.n; n++) {
-    const float *xn = x + n * g.h * g.w * c;
-    float *dxn = dx ? dx + n * g.h * g.w * c : NULL;
-    for (int64_t oh = 0; oh < g.oh; oh++) {
-      int64_t kh0, kh1;
-      taps(oh, g.sh, g.pt, g.dh, g.kh, g.h, &kh0, &kh1);
-      for (int64_t ow = 0; ow < g.ow; ow++) {
+      for (int64_t ow = 0; ow < g->ow; ow++) {
         int64_t kw0, kw1;
-        taps(ow, g.sw, g.pl, g.dw, g.kw, g.w, &kw0, &kw1);
-        const float *restrict dyp = dy + ((n * g.oh + oh) * g.ow + ow) * cm;
+        taps(ow, g->sw, g->pl, g->dw, g->kw, g->w, &kw0, &kw1);
+        const float *restrict dyp = dy + ((n * g->oh + oh) * g->ow + ow) * cm;
         if (db)
-          for (int64_t j = 0; j < cm; j++) db[j] += dyp[j];
+          for (int64_t j = 0; j < cm; j++) part[kk * cm + j] += dyp[j];
         for (int64_t kh = kh0; kh < kh1; kh++) {
-          int64_t ih = oh * g.sh - g.pt + kh * g.dh;
+          int64_t ih = oh * g->sh - g->pt + kh * g->dh;
           for (int64_t kw = kw0; kw < kw1; kw++) {
-            int64_t iw = ow * g.sw - g.pl + kw * g.dw, tap = (kh * g.kw + kw) * cm, at = (ih * g.w + iw) * c;
+            int64_t iw = ow * g->sw - g->pl + kw * g->dw, tap = (kh * g->kw + kw) * cm, at = (ih * g->w + iw) * c;
             const float *restrict xp = xn + at, *restrict kp = k + tap;
             if (dk) {
-              float *restrict dkp = dk + tap;
+              float *restrict dkp = part + tap;
               for (int64_t ci = 0; ci < c; ci++)
                 for (int64_t mi = 0; mi < m; mi++) dkp[ci * m + mi] += xp[ci] * dyp[ci * m + mi];
             }
@@ -540,4 +590,51 @@ static void depthwise_bwd(lm_plan *p, const lm_opnode *node) {
   }
 }
 
-const lm_op_def lm__op_depthwise_conv = {"depthwise_conv", 1, depthwise_shape, depthwise_fwd, depthwise_bwd, 0, false};
+static void depthwise_fwd(lm_plan *p, const lm_opnode *node) {
+  geom g = plan_geom_dw(p, node);
+  const float *x = lm__f(p, node->in[0]), *k = lm__f(p, node->in[1]);
+  const float *b = node->n_in == 3 ? lm__f(p, node->in[2]) : NULL;
+  float *y = lm__f(p, node->out[0]);
+  const int64_t P = dw_chunk(&g), work = g.n * g.oh * g.ow * g.c * g.f * g.kh * g.kw;
+  const float *ke = g.f == 1 ? dw_kernel_chunks(&g, k, lm__f(p, node->out[1]), P) : k;
+  /* Samples are independent: any split gives the same bits. */
+#pragma omp parallel for num_threads(lm__num_threads()) schedule(static) if (work > LM_PARALLEL_MIN)
+  for (int64_t n = 0; n < g.n; n++) {
+    if (g.f == 1) dw_fwd_m1(&g, x, ke, P, b, y, n, n + 1);
+    else dw_fwd_mult(&g, x, k, b, y, n, n + 1);
+  }
+}
+
+static void depthwise_bwd(lm_plan *p, const lm_opnode *node) {
+  geom g = plan_geom_dw(p, node);
+  const float *x = lm__f(p, node->in[0]), *k = lm__f(p, node->in[1]), *dy = lm__g(p, node->out[0]);
+  float *dx = lm__g(p, node->in[0]), *dk = lm__g(p, node->in[1]);
+  float *db = node->n_in == 3 ? lm__g(p, node->in[2]) : NULL;
+  if (!dy) return;
+  const int64_t P = dw_chunk(&g), cm = g.c * g.f, kk = g.kh * g.kw, row = (kk + 1) * P;
+  const int64_t work = g.n * g.oh * g.ow * cm * kk;
+  float *scratch = lm__f(p, node->out[1]);
+  const float *ke = g.f == 1 ? dw_kernel_chunks(&g, k, scratch, P) : k;
+  float *parts = scratch + row;
+  /* Fixed pieces of the batch, each with its own partial sums. */
+#pragma omp parallel for num_threads(lm__num_threads()) schedule(static) if (work > LM_PARALLEL_MIN)
+  for (int i = 0; i < DW_PIECES; i++) {
+    int64_t n0 = g.n * i / DW_PIECES, n1 = g.n * (i + 1) / DW_PIECES;
+    if (g.f == 1) dw_bwd_m1(&g, x, ke, P, dy, dx, parts + i * row, dk != NULL, db != NULL, n0, n1);
+    else dw_bwd_mult(&g, x, k, dy, dx, parts + i * row, dk != NULL, db != NULL, n0, n1);
+  }
+  /* The partials in piece order; each chunk folds onto the c * m channels. */
+  for (int i = 0; i < DW_PIECES; i++) {
+    if (g.n * i / DW_PIECES == g.n * (i + 1) / DW_PIECES) continue; /* an empty piece */
+    const float *part = parts + i * row;
+    for (int64_t tap = 0; tap <= kk; tap++) {
+      float *dst = tap < kk ? dk : db;
+      if (!dst) continue;
+      if (tap < kk) dst += tap * cm;
+      for (int64_t q = 0; q < P; q += cm)
+        for (int64_t j = 0; j < cm; j++) dst[j] += part[tap * P + q + j];
+    }
+  }
+}
+
+const lm_op_def lm__op_depthwise_conv = {"depthwise_conv", 2, depthwise_shape, depthwise_fwd, depthwise_bwd, 1u << 1, false};

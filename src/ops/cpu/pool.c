@@ -3,8 +3,9 @@
  * contiguous, so that it vectorizes. */
 #include "ops/pool.h"
 #include <math.h>
+#include "core/threads.h"
 
-/* Max pooling saves argmax offsets within a sample as int32. */
+/* Global max pooling saves argmax offsets within a sample as int32. */
 static lm_status check_sample_size(const lm_shape *x, char *err, size_t len) {
   int64_t per_sample = lm__dims_product(x, 1, x->rank);
   if (per_sample <= INT32_MAX) return LM_OK;
@@ -61,11 +62,20 @@ static lm_status pool_shape_common(const lm_attrs *a, const lm_shape *in, const 
   return LM_OK;
 }
 
+/* Max pooling saves, per output element, the index of its maximum within the window
+ * (row-major over the unclipped pool_h x pool_w window): one byte when the window has at
+ * most 255 cells, else an int32; the all-ones value marks an empty window. out[1] is
+ * int32 elements holding those indices packed. */
+static bool small_window(const lm_attrs *a) { return a->i[LM_POOL_H] * a->i[LM_POOL_W] <= 255; }
+
 static lm_status max_pool_shape(const lm_attrs *a, const lm_shape *in, const lm_dtype *dt, int n, lm_shape *out,
                                 lm_dtype *odt, char *err, size_t len) {
   lm_status st = pool_shape_common(a, in, dt, n, out, odt, err, len);
   if (st == LM_OK) st = check_sample_size(&in[0], err, len);
-  out[1] = out[0];
+  int64_t count = 1;
+  for (int d = 0; d < out[0].rank && count != LM_NONE; d++) count = out[0].dim[d] < 0 ? LM_NONE : count * out[0].dim[d];
+  if (count != LM_NONE && small_window(a)) count = (count + 3) / 4;
+  out[1] = LM_SHAPE(count);
   odt[1] = LM_INT32;
   return st;
 }
@@ -100,48 +110,176 @@ static void pool_window(const pool_geom *g, int64_t oy, int64_t ox, int64_t *r0,
   *q1 = q + g->pw < g->w ? q + g->pw : g->w;
 }
 
+/* Max pooling of samples [b0, b1), one function per index type: per output cell, the
+ * window's first cell, then the others taken where larger. The first maximum wins; a NaN
+ * wins and stays, as in XLA's max. With track, each output's index is saved. */
+#define MAX_POOL_FWD(name, T)                                                                                    \
+  LM_VECTORIZE static void name(const pool_geom *g, const float *x, float *y, T *arg, bool track, int64_t b0,    \
+                                int64_t b1) {                                                                    \
+    const int64_t c = g->c;                                                                                      \
+    for (int64_t b = b0; b < b1; b++) {                                                                          \
+      const float *xb = x + b * g->h * g->w * c;                                                                 \
+      for (int64_t oy = 0; oy < g->oh; oy++)                                                                     \
+        for (int64_t ox = 0; ox < g->ow; ox++) {                                                                 \
+          int64_t r0, r1, q0, q1, o = ((b * g->oh + oy) * g->ow + ox) * c;                                      \
+          pool_window(g, oy, ox, &r0, &r1, &q0, &q1);                                                            \
+          float *restrict yo = y + o;                                                                            \
+          T *restrict ao = arg + o;                                                                              \
+          if (r0 >= r1 || q0 >= q1) { /* cannot happen with Keras's padding; stay safe */                        \
+            for (int64_t k = 0; k < c; k++) yo[k] = -INFINITY;                                                   \
+            if (track)                                                                                           \
+              for (int64_t k = 0; k < c; k++) ao[k] = (T)-1;                                                     \
+            continue;                                                                                            \
+          }                                                                                                      \
+          int64_t wr = oy * g->sh - g->top, wq = ox * g->sw - g->left; /* the unclipped window's corner */       \
+          const float *restrict x0 = xb + (r0 * g->w + q0) * c;                                                  \
+          for (int64_t k = 0; k < c; k++) yo[k] = x0[k];                                                         \
+          if (track) {                                                                                           \
+            T cell = (T)((r0 - wr) * g->pw + q0 - wq);                                                           \
+            for (int64_t k = 0; k < c; k++) ao[k] = cell;                                                        \
+          }                                                                                                      \
+          for (int64_t r = r0; r < r1; r++)                                                                      \
+            for (int64_t q = (r == r0 ? q0 + 1 : q0); q < q1; q++) {                                             \
+              const float *restrict xs = xb + (r * g->w + q) * c;                                                \
+              if (track) {                                                                                       \
+                T cell = (T)((r - wr) * g->pw + q - wq);                                                         \
+                for (int64_t k = 0; k < c; k++) { /* branch-free, so that it vectorizes */                       \
+                  bool take = xs[k] > yo[k] || xs[k] != xs[k];                                                   \
+                  yo[k] = take ? xs[k] : yo[k];                                                                  \
+                  ao[k] = take ? cell : ao[k];                                                                   \
+                }                                                                                                \
+              } else {                                                                                           \
+                for (int64_t k = 0; k < c; k++) yo[k] = (xs[k] > yo[k] || xs[k] != xs[k]) ? xs[k] : yo[k];       \
+              }                                                                                                  \
+            }                                                                                                    \
+        }                                                                                                        \
+    }                                                                                                            \
+  }
+
+/* The backward of samples [b0, b1): each window cell takes the output's gradient where it
+ * holds the saved index, in the order of the outputs. */
+#define MAX_POOL_BWD(name, T)                                                                                    \
+  LM_VECTORIZE static void name(const pool_geom *g, float *dx, const float *dy, const T *arg, int64_t b0,        \
+                                int64_t b1) {                                                                    \
+    const int64_t c = g->c;                                                                                      \
+    for (int64_t b = b0; b < b1; b++) {                                                                          \
+      float *dxb = dx + b * g->h * g->w * c;                                                                     \
+      for (int64_t oy = 0; oy < g->oh; oy++)                                                                     \
+        for (int64_t ox = 0; ox < g->ow; ox++) {                                                                 \
+          int64_t r0, r1, q0, q1, o = ((b * g->oh + oy) * g->ow + ox) * c;                                      \
+          pool_window(g, oy, ox, &r0, &r1, &q0, &q1);                                                            \
+          int64_t wr = oy * g->sh - g->top, wq = ox * g->sw - g->left;                                           \
+          const float *restrict dyo = dy + o;                                                                    \
+          const T *restrict ao = arg + o;                                                                        \
+          for (int64_t r = r0; r < r1; r++)                                                                      \
+            for (int64_t q = q0; q < q1; q++) {                                                                  \
+              float *restrict dxs = dxb + (r * g->w + q) * c;                                                    \
+              T cell = (T)((r - wr) * g->pw + q - wq);                                                           \
+              for (int64_t k = 0; k < c; k++) dxs[k] = ao[k] == cell ? dxs[k] + dyo[k] : dxs[k];                 \
+            }                                                                                                    \
+        }                                                                                                        \
+    }                                                                                                            \
+  }
+
+MAX_POOL_FWD(max_fwd_u8, uint8_t)
+MAX_POOL_FWD(max_fwd_i32, int32_t)
+MAX_POOL_BWD(max_bwd_u8, uint8_t)
+MAX_POOL_BWD(max_bwd_i32, int32_t)
+
+/* Samples are independent in every windowed pooling: any split over them gives the same
+ * bits. */
 static void max_pool_fwd(lm_plan *p, const lm_opnode *node) {
   pool_geom g = pool_geometry(p, node);
   const float *x = lm__f(p, node->in[0]);
   float *y = lm__f(p, node->out[0]);
-  int32_t *arg = lm__i(p, node->out[1]);
-  bool track = lm__g(p, node->in[0]) != NULL; /* argmax only matters to a backward */
-  int64_t c = g.c;
+  void *arg = lm__i(p, node->out[1]);
+  bool track = lm__g(p, node->in[0]) != NULL, small = small_window(&node->a); /* argmax only matters to a backward */
+  int64_t work = g.batch * g.h * g.w * g.c;
+#pragma omp parallel for num_threads(lm__num_threads()) schedule(static) if (work > LM_PARALLEL_MIN)
   for (int64_t b = 0; b < g.batch; b++) {
-    const float *xb = x + b * g.h * g.w * c;
-    for (int64_t oy = 0; oy < g.oh; oy++)
-      for (int64_t ox = 0; ox < g.ow; ox++) {
-        int64_t r0, r1, q0, q1, o = ((b * g.oh + oy) * g.ow + ox) * c;
-        pool_window(&g, oy, ox, &r0, &r1, &q0, &q1);
-        float *yo = y + o;
-        int32_t *ao = arg + o;
-        if (r0 >= r1 || q0 >= q1) { /* cannot happen with Keras's padding; stay safe */
-          for (int64_t k = 0; k < c; k++) yo[k] = -INFINITY, ao[k] = -1;
-          continue;
-        }
-        int64_t first = (r0 * g.w + q0) * c;
-        memcpy(yo, xb + first, (size_t)c * sizeof *yo);
-        if (track)
-          for (int64_t k = 0; k < c; k++) ao[k] = (int32_t)(first + k);
+    if (small) max_fwd_u8(&g, x, y, arg, track, b, b + 1);
+    else max_fwd_i32(&g, x, y, arg, track, b, b + 1);
+  }
+}
+
+static void max_pool_bwd(lm_plan *p, const lm_opnode *node) {
+  float *dx = lm__g(p, node->in[0]);
+  const float *dy = lm__g(p, node->out[0]);
+  if (!dx || !dy) return;
+  pool_geom g = pool_geometry(p, node);
+  const void *arg = lm__i(p, node->out[1]);
+  bool small = small_window(&node->a);
+  int64_t work = g.batch * g.h * g.w * g.c;
+#pragma omp parallel for num_threads(lm__num_threads()) schedule(static) if (work > LM_PARALLEL_MIN)
+  for (int64_t b = 0; b < g.batch; b++) {
+    if (small) max_bwd_u8(&g, dx, dy, arg, b, b + 1);
+    else max_bwd_i32(&g, dx, dy, arg, b, b + 1);
+  }
+}
+
+const lm_op_def lm__op_max_pool = {"max_pool", 2, max_pool_shape, max_pool_fwd, max_pool_bwd, 1u << 1, false};
+
+LM_VECTORIZE static void avg_fwd_samples(const pool_geom *g, const float *x, float *y, int64_t b0, int64_t b1) {
+  int64_t c = g->c;
+  for (int64_t b = b0; b < b1; b++) {
+    const float *xb = x + b * g->h * g->w * c;
+    for (int64_t oy = 0; oy < g->oh; oy++)
+      for (int64_t ox = 0; ox < g->ow; ox++) {
+        int64_t r0, r1, q0, q1;
+        pool_window(g, oy, ox, &r0, &r1, &q0, &q1);
+        float *restrict yo = y + ((b * g->oh + oy) * g->ow + ox) * c;
+        for (int64_t k = 0; k < c; k++) yo[k] = 0;
         for (int64_t r = r0; r < r1; r++)
-          for (int64_t q = (r == r0 ? q0 + 1 : q0); q < q1; q++) {
-            int64_t off = (r * g.w + q) * c;
-            const float *xs = xb + off;
-            /* The first maximum wins; a NaN wins and stays, as in XLA's max. */
-            if (track) {
-              int32_t base = (int32_t)off;
-              for (int64_t k = 0; k < c; k++) { /* branch-free, so that it vectorizes */
-                bool take = xs[k] > yo[k] || xs[k] != xs[k];
-                yo[k] = take ? xs[k] : yo[k];
-                ao[k] = take ? base + (int32_t)k : ao[k];
-              }
-            } else {
-              for (int64_t k = 0; k < c; k++) yo[k] = (xs[k] > yo[k] || xs[k] != xs[k]) ? xs[k] : yo[k];
-            }
+          for (int64_t q = q0; q < q1; q++) {
+            const float *restrict xs = xb + (r * g->w + q) * c;
+            for (int64_t k = 0; k < c; k++) yo[k] += xs[k];
+          }
+        /* Only the cells inside the input count (Keras's window_counts for 'same'). */
+        float inv = 1.0f / (float)((r1 - r0) * (q1 - q0));
+        for (int64_t k = 0; k < c; k++) yo[k] *= inv;
+      }
+  }
+}
+
+LM_VECTORIZE static void avg_bwd_samples(const pool_geom *g, float *dx, const float *dy, int64_t b0, int64_t b1) {
+  int64_t c = g->c;
+  for (int64_t b = b0; b < b1; b++) {
+    float *dxb = dx + b * g->h * g->w * c;
+    for (int64_t oy = 0; oy < g->oh; oy++)
+      for (int64_t ox = 0; ox < g->ow; ox++) {
+        int64_t r0, r1, q0, q1;
+        pool_window(g, oy, ox, &r0, &r1, &q0, &q1);
+        const float *restrict dyo = dy + ((b * g->oh + oy) * g->ow + ox) * c;
+        float inv = 1.0f / (float)((r1 - r0) * (q1 - q0));
+        for (int64_t r = r0; r < r1; r++)
+          for (int64_t q = q0; q < q1; q++) {
+            float *restrict dxs = dxb + (r * g->w + q) * c;
+            for (int64_t k = 0; k < c; k++) dxs[k] += dyo[k] * inv;
           }
       }
   }
 }
+
+static void avg_pool_fwd(lm_plan *p, const lm_opnode *node) {
+  pool_geom g = pool_geometry(p, node);
+  const float *x = lm__f(p, node->in[0]);
+  float *y = lm__f(p, node->out[0]);
+  int64_t work = g.batch * g.h * g.w * g.c;
+#pragma omp parallel for num_threads(lm__num_threads()) schedule(static) if (work > LM_PARALLEL_MIN)
+  for (int64_t b = 0; b < g.batch; b++) avg_fwd_samples(&g, x, y, b, b + 1);
+}
+
+static void avg_pool_bwd(lm_plan *p, const lm_opnode *node) {
+  float *dx = lm__g(p, node->in[0]);
+  const float *dy = lm__g(p, node->out[0]);
+  if (!dx || !dy) return;
+  pool_geom g = pool_geometry(p, node);
+  int64_t work = g.batch * g.h * g.w * g.c;
+#pragma omp parallel for num_threads(lm__num_threads()) schedule(static) if (work > LM_PARALLEL_MIN)
+  for (int64_t b = 0; b < g.batch; b++) avg_bwd_samples(&g, dx, dy, b, b + 1);
+}
+
+const lm_op_def lm__op_avg_pool = {"avg_pool", 1, pool_shape_common, avg_pool_fwd, avg_pool_bwd, 0, false};
 
 /* Scatters each output's gradient onto its argmax (an offset within the sample). */
 static void scatter_argmax(float *dx, const float *dy, const int32_t *arg, int64_t batch, int64_t in_per_sample,
@@ -154,66 +292,6 @@ static void scatter_argmax(float *dx, const float *dy, const int32_t *arg, int64
       if (ab[i] >= 0) dxb[ab[i]] += dyb[i];
   }
 }
-
-static void max_pool_bwd(lm_plan *p, const lm_opnode *node) {
-  float *dx = lm__g(p, node->in[0]);
-  const float *dy = lm__g(p, node->out[0]);
-  if (!dx || !dy) return;
-  pool_geom g = pool_geometry(p, node);
-  scatter_argmax(dx, dy, lm__i(p, node->out[1]), g.batch, g.h * g.w * g.c, g.oh * g.ow * g.c);
-}
-
-const lm_op_def lm__op_max_pool = {"max_pool", 2, max_pool_shape, max_pool_fwd, max_pool_bwd, 1u << 1, false};
-
-static void avg_pool_fwd(lm_plan *p, const lm_opnode *node) {
-  pool_geom g = pool_geometry(p, node);
-  const float *x = lm__f(p, node->in[0]);
-  float *y = lm__f(p, node->out[0]);
-  int64_t c = g.c;
-  for (int64_t b = 0; b < g.batch; b++) {
-    const float *xb = x + b * g.h * g.w * c;
-    for (int64_t oy = 0; oy < g.oh; oy++)
-      for (int64_t ox = 0; ox < g.ow; ox++) {
-        int64_t r0, r1, q0, q1;
-        pool_window(&g, oy, ox, &r0, &r1, &q0, &q1);
-        float *yo = y + ((b * g.oh + oy) * g.ow + ox) * c;
-        for (int64_t k = 0; k < c; k++) yo[k] = 0;
-        for (int64_t r = r0; r < r1; r++)
-          for (int64_t q = q0; q < q1; q++) {
-            const float *xs = xb + (r * g.w + q) * c;
-            for (int64_t k = 0; k < c; k++) yo[k] += xs[k];
-          }
-        /* Only the cells inside the input count (Keras's window_counts for 'same'). */
-        float inv = 1.0f / (float)((r1 - r0) * (q1 - q0));
-        for (int64_t k = 0; k < c; k++) yo[k] *= inv;
-      }
-  }
-}
-
-static void avg_pool_bwd(lm_plan *p, const lm_opnode *node) {
-  float *dx = lm__g(p, node->in[0]);
-  const float *dy = lm__g(p, node->out[0]);
-  if (!dx || !dy) return;
-  pool_geom g = pool_geometry(p, node);
-  int64_t c = g.c;
-  for (int64_t b = 0; b < g.batch; b++) {
-    float *dxb = dx + b * g.h * g.w * c;
-    for (int64_t oy = 0; oy < g.oh; oy++)
-      for (int64_t ox = 0; ox < g.ow; ox++) {
-        int64_t r0, r1, q0, q1;
-        pool_window(&g, oy, ox, &r0, &r1, &q0, &q1);
-        const float *dyo = dy + ((b * g.oh + oy) * g.ow + ox) * c;
-        float inv = 1.0f / (float)((r1 - r0) * (q1 - q0));
-        for (int64_t r = r0; r < r1; r++)
-          for (int64_t q = q0; q < q1; q++) {
-            float *dxs = dxb + (r * g.w + q) * c;
-            for (int64_t k = 0; k < c; k++) dxs[k] += dyo[k] * inv;
-          }
-      }
-  }
-}
-
-const lm_op_def lm__op_avg_pool = {"avg_pool", 1, pool_shape_common, avg_pool_fwd, avg_pool_bwd, 0, false};
 
 /* ---- Global pooling: (batch, ..., ch) -> (batch, ch) ---- */
 
