@@ -420,7 +420,7 @@ static void test_keras_refused(void **state) {
     checked++;
   }
   free(list);
-  assert_int_equal(checked, 13);
+  assert_int_equal(checked, 14);
 }
 
 /* ---- lamina -> JSON -> lamina ---- */

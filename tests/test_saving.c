@@ -194,7 +194,7 @@ static void check_predictions(lm_model *m, const npz *z, char prefix, double rto
 
 static const char *keras_models[] = {"mlp",        "imdb_conv1d", "siamese_lstm", "question_answering",
                                      "posts",      "separable_classifier", "inception", "residual",
-                                     "dual_camera", "bidirectional_rnn", "sequential"};
+                                     "dual_camera", "bidirectional_rnn", "sequential", "masked_rnn"};
 
 static void check_keras_model(const char *name, const char *ext) {
   char rel[128], what[160];

@@ -1389,6 +1389,13 @@ static bool is_mask_op(const lm__json_value *e) {
   return cls && cls->type == LM_JSON_STRING && !strcmp(cls->string, "NotEqual");
 }
 
+/* Another of Keras's operations (module keras.src.ops...): Keras 3 writes them into a
+ * functional configuration where a layer's compute_mask used them. */
+static bool is_other_op(const lm__json_value *e) {
+  const lm__json_value *module = lm__json_get(e, "module");
+  return module && module->type == LM_JSON_STRING && !strncmp(module->string, "keras.src.ops.", 14);
+}
+
 static bool mask_op_entry(functional_load *F, int i, const lm__json_value *e) {
   const lm__json_value *cfg = lm__json_get(e, "config"), *module = lm__json_get(e, "module"),
                        *reg = lm__json_get(e, "registered_name"), *name = lm__json_get(cfg, "name"),
@@ -1540,6 +1547,15 @@ static lm_model *functional_from_config(lm__loader *L, const lm__json_value *cfg
       if (!mask_op_entry(&F, i, e)) goto done;
       total_nodes++;
       continue;
+    }
+    if (e->type == LM_JSON_OBJECT && is_other_op(e)) {
+      const lm__json_value *cls = lm__json_get(e, "class_name"), *op_name = lm__json_get(e, "name");
+      load_fail(L, e, LM_ERROR_VALUE,
+                "model \"%s\": op \"%.127s\" (%.64s): Keras computes a mask with it (as for a merge of masked "
+                "sequences); of Keras's mask ops lamina rebuilds only NotEqual, the mask of an Embedding with mask_zero",
+                model_name, op_name && op_name->type == LM_JSON_STRING ? op_name->string : "?",
+                cls && cls->type == LM_JSON_STRING ? cls->string : "?");
+      goto done;
     }
     if (!(F.layers[i] = layer_from_entry(L, e, IN_FUNCTIONAL, depth, NULL))) goto done;
     F.names[i] = F.layers[i]->name;
