@@ -1335,6 +1335,69 @@ static void test_lamina_files(void **state) {
   lm_session_clear();
 }
 
+/* A Dropout without a seed, saved and loaded. Keras stores no seed for it ("seed": null in
+ * the configuration) and no state of its seed generator (its weights group is empty), so a
+ * loaded model draws a new seed from the global one: keras.utils.set_random_seed(s) before
+ * load_model gives the same masks every time, another s other masks (checked with Keras
+ * 3.15.1 on tests/fixtures/saving/keras/sequential.keras). lamina does the same with
+ * lm_set_seed: loads are deterministic under the same session seed. A Dropout with a seed
+ * keeps it, and with it its masks. */
+static lm_model *dropout_model(uint64_t seed) {
+  lm_tensor *x = lm_input(LM_SHAPE(16));
+  lm_tensor *h = lm_call(lm_dense(32, .activation = LM_RELU), x);
+  h = lm_call(lm_dropout(0.5, .seed = seed), h);
+  lm_model *m = lm_model_new(LM_TENSORS(x), LM_TENSORS(lm_call(lm_dense(4), h)));
+  assert_int_equal(lm_compile(m, .optimizer = lm_sgd(.learning_rate = 0.1), .loss = LM_LOSSES("mse")), LM_OK);
+  return m;
+}
+
+/* The weights after loading `path` under session seed `seed` and one training step. */
+static weights_copy trained_after_load(const char *path, uint64_t seed, lm_array *x, lm_array *y) {
+  lm_set_seed(seed);
+  lm_model *m = lm_load_model(path);
+  if (!m) fail_msg("%s: %s", path, lm_last_error());
+  lm_history *h = lm_fit(m, LM_FEED(x), LM_FEED(y), .batch_size = 8, .no_shuffle = true, .verbose = LM_SILENT);
+  if (!h) fail_msg("fit: %s", lm_last_error());
+  lm_history_free(h);
+  return all_weights(m);
+}
+
+static void test_dropout_seed_on_load(void **state) {
+  (void)state;
+  lm_array *x = random_floats(LM_SHAPE(8, 16), 41), *y = random_floats(LM_SHAPE(8, 4), 42);
+  for (int seeded = 0; seeded < 2; seeded++) {
+    lm_set_seed(1);
+    lm_model *m = dropout_model(seeded ? 1234 : 0);
+    const char *files[] = {tmp("dropout.keras"), tmp("dropout.h5")};
+    assert_int_equal(lm_save_model(m, files[0]), LM_OK);
+    assert_int_equal(lm_save_model(m, files[1]), LM_OK);
+    size_t len;
+    char *cfg = (char *)zip_member(files[0], "config.json", &len);
+    assert_non_null(strstr(cfg, seeded ? "\"rate\": 0.5, \"seed\": 1234," : "\"rate\": 0.5, \"seed\": null,"));
+    free(cfg);
+    lm_h5 h;
+    uint8_t *w = zip_member(files[0], "model.weights.h5", &len);
+    assert_int_equal(lm__h5_open_image(&h, w, len, "model.weights.h5"), LM_OK);
+    expect_group(&h, "layers/dropout/vars", NULL);
+    assert_int_equal(lm__h5_n_children(&h, "layers/dropout/vars"), 0); /* no seed generator state */
+    lm__h5_close(&h);
+    free(w);
+    for (int f = 0; f < 2; f++) {
+      weights_copy a = trained_after_load(files[f], 7, x, y), b = trained_after_load(files[f], 7, x, y),
+                   c = trained_after_load(files[f], 8, x, y);
+      assert_int_equal(a.n, b.n);
+      assert_memory_equal(a.v, b.v, (size_t)a.n * sizeof(float)); /* the same session seed: the same masks */
+      bool same = !memcmp(a.v, c.v, (size_t)a.n * sizeof(float));
+      if (seeded && !same) fail_msg("%s: a Dropout with a seed lost it in the file", files[f]);
+      if (!seeded && same) fail_msg("%s: a Dropout without a seed drew the same masks under another session seed", files[f]);
+      free(a.v), free(b.v), free(c.v);
+    }
+    lm_session_clear();
+  }
+  lm_array_free(x);
+  lm_array_free(y);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_keras_files),
@@ -1347,6 +1410,7 @@ int main(void) {
       cmocka_unit_test(test_corrupt_files),
       cmocka_unit_test(test_hostile_hdf5),
       cmocka_unit_test(test_lamina_files),
+      cmocka_unit_test(test_dropout_seed_on_load),
   };
   if (getenv("LAMINA_TEST_FILTER")) cmocka_set_test_filter(getenv("LAMINA_TEST_FILTER"));
   return cmocka_run_group_tests(tests, setup_dir, teardown_dir);
