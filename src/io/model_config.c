@@ -771,6 +771,15 @@ bool lm__cfg_activation(lm__cfg *c, const char *key, lm_activation *out, lm_acti
   return true;
 }
 
+/* Keras's config.json (not model.to_json()) marks an object that it serializes more than
+ * once (a dtype policy or an initializer that layers share, a layer called in several
+ * places) with an integer "shared_object_id", for its ObjectSharingScope. lamina builds
+ * values, not shared objects, so the mark is accepted where Keras writes it and has no
+ * effect. */
+static bool is_sharing_id(const lm__json_value *f) {
+  return !strcmp(f->key, "shared_object_id") && f->type == LM_JSON_NUMBER && f->is_integer;
+}
+
 /* ---- Initializers ---- */
 static const struct {
   const char *class_name, *alias;
@@ -871,6 +880,7 @@ bool lm__cfg_initializer(lm__cfg *c, const char *key, lm_initializer *out) {
       else if (!strcmp(f->key, "config") && (f->type == LM_JSON_OBJECT || f->type == LM_JSON_NULL)) cfg = f;
       else if (!strcmp(f->key, "module") && (f->type == LM_JSON_STRING || f->type == LM_JSON_NULL)) continue;
       else if (!strcmp(f->key, "registered_name") && f->type == LM_JSON_NULL) continue;
+      else if (is_sharing_id(f)) continue;
       else
         return lm__cfg_fail(c, key, f, "has a field \"%.64s\" (%s) that a built-in initializer does not have", f->key,
                             lm__json_kind(f));
@@ -1006,8 +1016,10 @@ static bool read_dtype(lm__cfg *c) {
       return lm__cfg_fail(c, "dtype", v, "must be a DTypePolicy");
     for (size_t i = 0; i < v->n; i++) {
       const char *k = v->items[i].key;
-      if (strcmp(k, "module") && strcmp(k, "class_name") && strcmp(k, "config") && strcmp(k, "registered_name"))
-        return lm__cfg_fail(c, "dtype", &v->items[i], "has an unknown field \"%.64s\"", k);
+      if (strcmp(k, "module") && strcmp(k, "class_name") && strcmp(k, "config") && strcmp(k, "registered_name") &&
+          !is_sharing_id(&v->items[i]))
+        return lm__cfg_fail(c, "dtype", &v->items[i], "has an unknown field \"%.64s\"%s", k,
+                            strcmp(k, "shared_object_id") ? "" : " (shared_object_id must be an integer)");
     }
     if (!pname || pname->type != LM_JSON_STRING || cfg->n != 1)
       return lm__cfg_fail(c, "dtype", v, "must be a DTypePolicy with just a \"name\"");
@@ -1075,7 +1087,7 @@ static bool entry_fields(lm__loader *L, const lm__json_value *e, entry_place pla
       return load_fail(L, f, LM_ERROR_VALUE, "build_config must be an object, got %s", lm__json_kind(f));
     if (!strcmp(k, "compile_config") && f->type != LM_JSON_NULL && f->type != LM_JSON_OBJECT)
       return load_fail(L, f, LM_ERROR_VALUE, "compile_config must be an object, got %s", lm__json_kind(f));
-    if (!strcmp(k, "shared_object_id") && (f->type != LM_JSON_NUMBER || !f->is_integer))
+    if (!strcmp(k, "shared_object_id") && !is_sharing_id(f))
       return load_fail(L, f, LM_ERROR_VALUE, "shared_object_id must be an integer, got %s", lm__json_kind(f));
   }
   return true;

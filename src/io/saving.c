@@ -1496,22 +1496,6 @@ lm_status lm_save_model(const lm_model *m, const char *path) {
   return lm__fail(NULL, LM_ERROR_VALUE, "lm_save_model: %s: the file name must end in .keras or .h5", path);
 }
 
-/* Keras's config.json marks objects serialized more than once (a dtype policy shared by
- * layers) with "shared_object_id", for its ObjectSharingScope; model.to_json() has no such
- * keys. lamina builds values, not shared objects, so the marks are dropped before the
- * configuration is read. The parser bounds the depth. */
-static void drop_sharing_ids(lm__json_value *v) {
-  if (v->type != LM_JSON_OBJECT && v->type != LM_JSON_ARRAY) return;
-  size_t k = 0;
-  for (size_t i = 0; i < v->n; i++) {
-    if (v->type == LM_JSON_OBJECT && v->items[i].key && !strcmp(v->items[i].key, "shared_object_id")) continue;
-    drop_sharing_ids(&v->items[i]);
-    if (k != i) v->items[k] = v->items[i];
-    k++;
-  }
-  v->n = k;
-}
-
 /* Builds the model of a configuration text. NULL on failure. */
 static lm_model *model_from_text(const char *text, size_t len, const char *what, bool legacy, lm__json_doc **doc_out) {
   lm_error err = {0};
@@ -1522,7 +1506,6 @@ static lm_model *model_from_text(const char *text, size_t len, const char *what,
              err.msg);
     return NULL;
   }
-  drop_sharing_ids((lm__json_value *)lm__json_root(doc)); /* the document is ours to edit */
   lm_model *m = lm__model_from_config(lm__json_root(doc));
   if (!m || m->base.err.code) {
     char msg[1024];
