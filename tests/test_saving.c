@@ -1398,6 +1398,26 @@ static void test_dropout_seed_on_load(void **state) {
   lm_array_free(y);
 }
 
+/* A model nested so deep that its HDF5 paths outgrow the layout's buffers: a clear error
+ * naming the file and the path, never a file written under shortened names. */
+static void test_too_long_paths(void **state) {
+  (void)state;
+  lm_tensor *x = lm_input(LM_SHAPE(2));
+  lm_model *m = lm_model_new(LM_TENSORS(x), LM_TENSORS(lm_call(lm_dense(2), x)));
+  for (int depth = 0; depth < 40; depth++) {
+    lm_tensor *y = lm_input(LM_SHAPE(2));
+    m = lm_model_new(LM_TENSORS(y), LM_TENSORS(lm_call(m, y)));
+  }
+  assert_int_equal(lm_model_status(m), LM_OK);
+  const char *path = tmp("deep.weights.h5");
+  assert_int_not_equal(lm_save_weights(m, path), LM_OK);
+  if (!error_names(path, "the HDF5 path or name \"layers/functional/layers/functional/") || !strstr(lm_last_error(), "more than the 639"))
+    fail_msg("%s", lm_last_error());
+  assert_int_equal(access(path, F_OK), -1);
+  assert_int_not_equal(lm_load_weights(m, path), LM_OK);
+  lm_session_clear();
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_keras_files),
@@ -1411,6 +1431,7 @@ int main(void) {
       cmocka_unit_test(test_hostile_hdf5),
       cmocka_unit_test(test_lamina_files),
       cmocka_unit_test(test_dropout_seed_on_load),
+      cmocka_unit_test(test_too_long_paths),
   };
   if (getenv("LAMINA_TEST_FILTER")) cmocka_set_test_filter(getenv("LAMINA_TEST_FILTER"));
   return cmocka_run_group_tests(tests, setup_dir, teardown_dir);
