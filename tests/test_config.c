@@ -420,7 +420,7 @@ static void test_keras_refused(void **state) {
     checked++;
   }
   free(list);
-  assert_int_equal(checked, 13);
+  assert_int_equal(checked, 14);
 }
 
 /* ---- lamina -> JSON -> lamina ---- */
@@ -990,6 +990,49 @@ static void test_api_errors(void **state) {
   lm_session_clear();
 }
 
+/* "shared_object_id": where Keras's config.json puts it (a dtype policy or an initializer
+ * serialized more than once, a layer entry), an integer is accepted and changes nothing;
+ * anything else is refused, naming it. */
+static void test_shared_object_ids(void **state) {
+  (void)state;
+  const char *out = "[\"L\", 0, 0]", *x = NODE(KT("x", 0, 0));
+  const char *fields = "\"units\": 3, \"dtype\": {\"module\": \"keras\", \"class_name\": \"DTypePolicy\", \"config\": "
+                       "{\"name\": \"float32\"}, \"registered_name\": null, \"shared_object_id\": 140097979697936}, "
+                       "\"kernel_initializer\": {\"module\": \"keras.initializers\", \"class_name\": \"GlorotUniform\", "
+                       "\"config\": {\"seed\": null}, \"registered_name\": null, \"shared_object_id\": 7}";
+  char *e = entry("Dense", "L", fields, x);
+  /* The layer entry itself: {..., "shared_object_id": N} before its last "}". */
+  size_t n = strlen(e);
+  char *marked = malloc(n + 64);
+  snprintf(marked, n + 64, "%.*s, \"shared_object_id\": 12}", (int)(n - 1), e);
+  char *json = with_layers(marked, out);
+  lm_model *m = load_ok(json);
+  assert_int_equal(lm_model_count_params(m), 4 * 3 + 3);
+  free(json);
+  free(marked);
+  free(e);
+  lm_session_clear();
+  /* Not an integer, or in a field where Keras never writes it. */
+  refuse_layer("Dense", "\"units\": 3, \"dtype\": {\"class_name\": \"DTypePolicy\", \"config\": {\"name\": \"float32\"}, "
+               "\"shared_object_id\": \"7\"}", x, out, "\"dtype\" has an unknown field \"shared_object_id\"",
+               "must be an integer", NULL);
+  refuse_layer("Dense", "\"units\": 3, \"kernel_initializer\": {\"class_name\": \"Zeros\", \"config\": {}, "
+               "\"shared_object_id\": 1.5}", x, out, "\"kernel_initializer\" has a field \"shared_object_id\"", NULL);
+  refuse_layer("Dense", "\"units\": 3, \"kernel_initializer\": {\"class_name\": \"Zeros\", \"config\": "
+               "{\"shared_object_id\": 1}}", x, out, "\"kernel_initializer.shared_object_id\" is not a field of Zeros", NULL);
+  refuse_layer("Dense", "\"units\": 3, \"shared_object_id\": 1", x, out, "unsupported field \"shared_object_id\"", NULL);
+  e = entry("Dense", "L", "\"units\": 3", x);
+  n = strlen(e);
+  marked = malloc(n + 64);
+  snprintf(marked, n + 64, "%.*s, \"shared_object_id\": null}", (int)(n - 1), e);
+  json = with_layers(marked, out);
+  expect_refused(json, "shared_object_id must be an integer, got null", NULL);
+  free(json);
+  free(marked);
+  free(e);
+  lm_session_clear();
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_json_values),
@@ -1006,6 +1049,7 @@ int main(void) {
       cmocka_unit_test(test_keras2_layouts),
       cmocka_unit_test(test_names_kept_and_skipped),
       cmocka_unit_test(test_hostile_fields),
+      cmocka_unit_test(test_shared_object_ids),
       cmocka_unit_test(test_hostile_structure),
       cmocka_unit_test(test_nested_depth),
       cmocka_unit_test(test_api_errors),

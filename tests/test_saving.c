@@ -194,7 +194,7 @@ static void check_predictions(lm_model *m, const npz *z, char prefix, double rto
 
 static const char *keras_models[] = {"mlp",        "imdb_conv1d", "siamese_lstm", "question_answering",
                                      "posts",      "separable_classifier", "inception", "residual",
-                                     "dual_camera", "bidirectional_rnn", "sequential"};
+                                     "dual_camera", "bidirectional_rnn", "sequential", "masked_rnn"};
 
 static void check_keras_model(const char *name, const char *ext) {
   char rel[128], what[160];
@@ -361,6 +361,227 @@ static sample build_stack(int opt) {
   return s;
 }
 
+/* ---- The chapter's models, as tools/keras_fixtures/make_saving_fixtures.py builds them
+ * in Keras (same layers, sizes, optimizers and losses), built with lamina: the files
+ * lamina writes of them are read by real Keras (see test_lamina_files). ---- */
+
+static sample compiled(lm_model *m, lm_status st, int n_x, int n_y) {
+  assert_int_equal(lm_model_status(m), LM_OK);
+  if (st != LM_OK) fail_msg("compile: %s", lm_last_error());
+  return (sample){.m = m, .n_x = n_x, .n_y = n_y};
+}
+
+static lm_array *class_ids(int64_t n, int classes, uint32_t seed) {
+  lm_array *a = lm_array_new(LM_FLOAT32, LM_SHAPE(n));
+  for (int64_t i = 0; i < n; i++) lm_array_f32(a)[i] = (float)((lcg(&seed) >> 8) % (uint32_t)classes);
+  return a;
+}
+
+static lm_array *zeros_ones(int64_t n, uint32_t seed) {
+  lm_array *a = lm_array_new(LM_FLOAT32, LM_SHAPE(n, 1));
+  for (int64_t i = 0; i < n; i++) lm_array_f32(a)[i] = (float)((lcg(&seed) >> 8) % 2);
+  return a;
+}
+
+static sample chapter_mlp(int opt) {
+  (void)opt;
+  lm_tensor *x = lm_input(LM_SHAPE(16));
+  lm_tensor *y = lm_call(lm_dense(8, .activation = LM_RELU), x);
+  y = lm_call(lm_dense(8, .activation = LM_RELU), y);
+  lm_model *m = lm_model_new(LM_TENSORS(x), LM_TENSORS(lm_call(lm_dense(4, .activation = LM_SOFTMAX), y)));
+  sample s = compiled(m, lm_compile(m, .optimizer = lm_adam(.learning_rate = 0.01), .loss = LM_LOSSES("categorical_crossentropy"),
+                                    .metrics = LM_METRICS("acc")), 1, 1);
+  s.x[0] = random_floats(LM_SHAPE(8, 16), 101);
+  s.y[0] = one_hot(8, 4, 102);
+  return s;
+}
+
+static sample chapter_imdb_conv1d(int opt) {
+  (void)opt;
+  lm_tensor *x = lm_input(LM_SHAPE(100), .dtype = LM_INT32);
+  lm_tensor *y = lm_call(lm_embedding(500, 8), x);
+  y = lm_call(lm_conv1d(8, 7, .activation = LM_RELU), y);
+  y = lm_call(lm_max_pooling1d(5), y);
+  y = lm_call(lm_conv1d(8, 7, .activation = LM_RELU), y);
+  y = lm_call(lm_global_max_pooling1d(), y);
+  lm_model *m = lm_model_new(LM_TENSORS(x), LM_TENSORS(lm_call(lm_dense(1), y)));
+  sample s = compiled(m, lm_compile(m, .optimizer = lm_rmsprop(.learning_rate = 0.01), .loss = LM_LOSSES("mse")), 1, 1);
+  s.x[0] = random_ints(LM_SHAPE(4, 100), 500, 111);
+  s.y[0] = random_floats(LM_SHAPE(4, 1), 112);
+  return s;
+}
+
+static sample chapter_siamese_lstm(int opt) {
+  (void)opt;
+  lm_layer *lstm = lm_lstm(8);
+  lm_tensor *left = lm_input(LM_SHAPE(LM_NONE, 16)), *right = lm_input(LM_SHAPE(LM_NONE, 16));
+  lm_tensor *merged = lm_concatenate(LM_TENSORS(lm_call(lstm, left), lm_call(lstm, right)));
+  lm_model *m = lm_model_new(LM_TENSORS(left, right), LM_TENSORS(lm_call(lm_dense(1, .activation = LM_SIGMOID), merged)));
+  sample s = compiled(m, lm_compile(m, .optimizer = lm_sgd(.learning_rate = 0.1, .momentum = 0.9, .nesterov = true),
+                                    .loss = LM_LOSSES("binary_crossentropy"), .metrics = LM_METRICS("acc")), 2, 1);
+  s.x[0] = random_floats(LM_SHAPE(4, 5, 16), 121);
+  s.x[1] = random_floats(LM_SHAPE(4, 5, 16), 122);
+  s.y[0] = zeros_ones(4, 123);
+  return s;
+}
+
+static sample chapter_question_answering(int opt) {
+  (void)opt;
+  lm_tensor *text = lm_input(LM_SHAPE(LM_NONE), .dtype = LM_INT32, .name = "text");
+  lm_tensor *t = lm_call(lm_lstm(8), lm_call(lm_embedding(500, 8), text));
+  lm_tensor *question = lm_input(LM_SHAPE(LM_NONE), .dtype = LM_INT32, .name = "question");
+  lm_tensor *q = lm_call(lm_lstm(4), lm_call(lm_embedding(500, 4), question));
+  lm_tensor *answer = lm_call(lm_dense(20, .activation = LM_SOFTMAX), lm_concatenate(LM_TENSORS(t, q)));
+  lm_model *m = lm_model_new(LM_TENSORS(text, question), LM_TENSORS(answer));
+  sample s = compiled(m, lm_compile(m, .optimizer = lm_adagrad(.learning_rate = 0.1),
+                                    .loss = LM_LOSSES("sparse_categorical_crossentropy"), .metrics = LM_METRICS("acc")), 2, 1);
+  s.x[0] = random_ints(LM_SHAPE(4, 12), 500, 131);
+  s.x[1] = random_ints(LM_SHAPE(4, 6), 500, 132);
+  s.y[0] = class_ids(4, 20, 133);
+  return s;
+}
+
+static sample chapter_posts(int opt) {
+  (void)opt;
+  lm_tensor *in = lm_input(LM_SHAPE(LM_NONE), .dtype = LM_INT32, .name = "posts");
+  lm_tensor *x = lm_call(lm_embedding(500, 8), in);
+  x = lm_call(lm_conv1d(8, 5, .activation = LM_RELU), x);
+  x = lm_call(lm_max_pooling1d(5), x);
+  x = lm_call(lm_conv1d(8, 5, .activation = LM_RELU), x);
+  x = lm_call(lm_conv1d(8, 5, .activation = LM_RELU), x);
+  x = lm_call(lm_max_pooling1d(5), x);
+  x = lm_call(lm_conv1d(8, 5, .activation = LM_RELU), x);
+  x = lm_call(lm_conv1d(8, 5, .activation = LM_RELU), x);
+  x = lm_call(lm_global_max_pooling1d(), x);
+  x = lm_call(lm_dense(8, .activation = LM_RELU), x);
+  lm_tensor *age = lm_call(lm_dense(1, .name = "age"), x);
+  lm_tensor *income = lm_call(lm_dense(10, .activation = LM_SOFTMAX, .name = "income"), x);
+  lm_tensor *gender = lm_call(lm_dense(1, .activation = LM_SIGMOID, .name = "gender"), x);
+  lm_model *m = lm_model_new(LM_TENSORS(in), LM_TENSORS(age, income, gender));
+  sample s = compiled(m, lm_compile(m, .optimizer = lm_adamw(.learning_rate = 0.01),
+                                    .loss = LM_LOSS_DICT("age", "mse", "income", "categorical_crossentropy", "gender",
+                                                         "binary_crossentropy"),
+                                    .loss_weights = LM_LOSS_WEIGHTS(0.25, 1.0, 10.0),
+                                    .metrics = LM_METRIC_DICT("income", "acc", "gender", "acc")), 1, 3);
+  s.x[0] = random_ints(LM_SHAPE(4, 270), 500, 141);
+  s.y[0] = random_floats(LM_SHAPE(4, 1), 142);
+  s.y[1] = one_hot(4, 10, 143);
+  s.y[2] = zeros_ones(4, 144);
+  return s;
+}
+
+static sample chapter_separable_classifier(int opt) {
+  (void)opt;
+  lm_tensor *x = lm_input(LM_SHAPE(32, 32, 3));
+  lm_tensor *y = lm_call(lm_separable_conv2d(8, 3, .activation = LM_RELU), x);
+  y = lm_call(lm_separable_conv2d(8, 3, .activation = LM_RELU), y);
+  y = lm_call(lm_max_pooling2d(2), y);
+  y = lm_call(lm_separable_conv2d(8, 3, .activation = LM_RELU), y);
+  y = lm_call(lm_separable_conv2d(16, 3, .activation = LM_RELU), y);
+  y = lm_call(lm_max_pooling2d(2), y);
+  y = lm_call(lm_separable_conv2d(8, 3, .activation = LM_RELU), y);
+  y = lm_call(lm_separable_conv2d(16, 3, .activation = LM_RELU), y);
+  y = lm_call(lm_global_average_pooling2d(), y);
+  y = lm_call(lm_dense(8, .activation = LM_RELU), y);
+  lm_model *m = lm_model_new(LM_TENSORS(x), LM_TENSORS(lm_call(lm_dense(10, .activation = LM_SOFTMAX), y)));
+  sample s = compiled(m, lm_compile(m, .optimizer = lm_sgd(.learning_rate = 0.05, .momentum = 0.9),
+                                    .loss = LM_LOSSES("sparse_categorical_crossentropy"), .metrics = LM_METRICS("acc")), 1, 1);
+  s.x[0] = random_floats(LM_SHAPE(2, 32, 32, 3), 151);
+  s.y[0] = class_ids(2, 10, 152);
+  return s;
+}
+
+static lm_tensor *conv_relu(lm_tensor *x, int kernel, int stride) {
+  return lm_call(lm_conv2d(8, kernel, .strides = {stride}, .padding = LM_SAME, .activation = LM_RELU), x);
+}
+
+static sample chapter_inception(int opt) {
+  (void)opt;
+  lm_tensor *x = lm_input(LM_SHAPE(8, 8, 3));
+  lm_tensor *a = conv_relu(x, 1, 2);
+  lm_tensor *b = conv_relu(conv_relu(x, 1, 1), 3, 2);
+  lm_tensor *c = conv_relu(lm_call(lm_average_pooling2d(3, .strides = {2}, .padding = LM_SAME), x), 3, 1);
+  lm_tensor *d = conv_relu(conv_relu(conv_relu(x, 1, 1), 3, 1), 3, 2);
+  lm_tensor *y = lm_call(lm_global_average_pooling2d(), lm_concatenate(LM_TENSORS(a, b, c, d)));
+  lm_model *m = lm_model_new(LM_TENSORS(x), LM_TENSORS(lm_call(lm_dense(10, .activation = LM_SOFTMAX), y)));
+  sample s = compiled(m, lm_compile(m, .optimizer = lm_rmsprop(.learning_rate = 0.005),
+                                    .loss = LM_LOSSES("categorical_crossentropy")), 1, 1);
+  s.x[0] = random_floats(LM_SHAPE(3, 8, 8, 3), 161);
+  s.y[0] = one_hot(3, 10, 162);
+  return s;
+}
+
+static sample chapter_residual(int opt) {
+  (void)opt;
+  lm_tensor *x = lm_input(LM_SHAPE(8, 8, 8));
+  lm_tensor *y = lm_add(LM_TENSORS(conv_relu(conv_relu(conv_relu(x, 3, 1), 3, 1), 3, 1), x));
+  lm_tensor *z = lm_call(lm_max_pooling2d(2, .strides = {2}), conv_relu(conv_relu(y, 3, 1), 3, 1));
+  z = lm_add(LM_TENSORS(z, lm_call(lm_conv2d(8, 1, .strides = {2}, .padding = LM_SAME), y)));
+  lm_tensor *out = lm_call(lm_dense(1), lm_call(lm_global_average_pooling2d(), z));
+  lm_model *m = lm_model_new(LM_TENSORS(x), LM_TENSORS(out), .name = "residual");
+  sample s = compiled(m, lm_compile(m, .optimizer = lm_adam(.learning_rate = 0.005), .loss = LM_LOSSES("mse")), 1, 1);
+  s.x[0] = random_floats(LM_SHAPE(3, 8, 8, 8), 171);
+  s.y[0] = random_floats(LM_SHAPE(3, 1), 172);
+  return s;
+}
+
+/* Xception's pattern on a small scale: one convolutional base, a model, called on both
+ * cameras (its weights shared). */
+static sample chapter_dual_camera(int opt) {
+  (void)opt;
+  lm_tensor *img = lm_input(LM_SHAPE(12, 12, 3));
+  lm_tensor *f = lm_call(lm_conv2d(8, 3, .strides = {2}, .no_bias = true), img);
+  f = lm_call(lm_batch_normalization(), f);
+  f = lm_call(lm_activation_layer(LM_RELU), f);
+  f = lm_call(lm_separable_conv2d(8, 3, .padding = LM_SAME, .no_bias = true), f);
+  f = lm_call(lm_batch_normalization(), f);
+  f = lm_call(lm_depthwise_conv2d(3, .padding = LM_SAME), f);
+  lm_model *base = lm_model_new(LM_TENSORS(img), LM_TENSORS(f), .name = "base");
+  lm_tensor *left = lm_input(LM_SHAPE(12, 12, 3), .name = "left"), *right = lm_input(LM_SHAPE(12, 12, 3), .name = "right");
+  lm_tensor *merged = lm_concatenate(LM_TENSORS(lm_call(base, left), lm_call(base, right)));
+  lm_tensor *distance = lm_call(lm_dense(1, .name = "distance"), lm_call(lm_global_average_pooling2d(), merged));
+  lm_model *m = lm_model_new(LM_TENSORS(left, right), LM_TENSORS(distance), .name = "dual_camera");
+  sample s = compiled(m, lm_compile(m, .optimizer = lm_adam(.learning_rate = 0.01), .loss = LM_LOSSES("mse")), 2, 1);
+  s.x[0] = random_floats(LM_SHAPE(3, 12, 12, 3), 181);
+  s.x[1] = random_floats(LM_SHAPE(3, 12, 12, 3), 182);
+  s.y[0] = random_floats(LM_SHAPE(3, 1), 183);
+  return s;
+}
+
+static sample chapter_bidirectional_rnn(int opt) {
+  (void)opt;
+  lm_tensor *x = lm_input(LM_SHAPE(LM_NONE), .dtype = LM_INT32);
+  lm_tensor *y = lm_call(lm_embedding(100, 6), x);
+  y = lm_call(lm_bidirectional(lm_gru(4, .return_sequences = true)), y);
+  y = lm_call(lm_bidirectional(lm_lstm(3, .return_sequences = true), .merge_mode = LM_MERGE_SUM), y);
+  y = lm_call(lm_simple_rnn(5), y);
+  lm_model *m = lm_model_new(LM_TENSORS(x), LM_TENSORS(lm_call(lm_dense(2, .activation = LM_SOFTMAX), y)));
+  sample s = compiled(m, lm_compile(m, .optimizer = lm_rmsprop(.learning_rate = 0.01),
+                                    .loss = LM_LOSSES("categorical_crossentropy"), .metrics = LM_METRICS("acc")), 1, 1);
+  s.x[0] = random_ints(LM_SHAPE(4, 7), 100, 191);
+  s.y[0] = one_hot(4, 2, 192);
+  return s;
+}
+
+static sample chapter_sequential(int opt) {
+  (void)opt;
+  lm_model *inner = lm_sequential(.name = "inner");
+  assert_int_equal(lm_sequential_add(inner, lm_input_layer(LM_SHAPE(12))), LM_OK);
+  assert_int_equal(lm_sequential_add(inner, lm_dense(6, .activation = LM_TANH)), LM_OK);
+  assert_int_equal(lm_sequential_add(inner, lm_layer_normalization()), LM_OK);
+  lm_model *m = lm_sequential(.name = "stack");
+  assert_int_equal(lm_sequential_add(m, lm_input_layer(LM_SHAPE(3, 4))), LM_OK);
+  assert_int_equal(lm_sequential_add(m, lm_flatten()), LM_OK);
+  assert_int_equal(lm_sequential_add(m, lm_model_layer(inner)), LM_OK);
+  assert_int_equal(lm_sequential_add(m, lm_batch_normalization()), LM_OK);
+  assert_int_equal(lm_sequential_add(m, lm_dropout(0.2)), LM_OK);
+  assert_int_equal(lm_sequential_add(m, lm_reshape(LM_SHAPE(2, 3))), LM_OK);
+  assert_int_equal(lm_sequential_add(m, lm_dense(2)), LM_OK);
+  sample s = compiled(m, lm_compile(m, .optimizer = lm_sgd(.learning_rate = 0.05), .loss = LM_LOSSES("mae")), 1, 1);
+  s.x[0] = random_floats(LM_SHAPE(4, 3, 4), 201);
+  s.y[0] = random_floats(LM_SHAPE(4, 2, 2), 202);
+  return s;
+}
 typedef sample (*builder)(int opt);
 static const struct {
   const char *name;
@@ -944,16 +1165,52 @@ static void test_hostile_hdf5(void **state) {
 
 /* ---- lamina's files, as Keras reads them ----
  *
- * Each model of `models` is saved after one epoch in three formats. With
- * LAMINA_SAVING_OUT set, the files are written there with <name>.npz (inputs x*, targets
- * y*, lamina's predictions p*, and for models without dropout q*, the predictions after
- * one more step on the whole batch), for check_lamina_files.py, which has Keras load them
- * and commits them to tests/fixtures/saving/lamina with Keras's predictions k*. Here the
- * committed files load back to Keras's predictions, and saving what was loaded writes the
- * same bytes (the .keras metadata, which holds the date, aside). */
-static const char *const lamina_files[3][3] = {{"text.keras", "text.h5", "text.weights.h5"},
-                                               {"vision.keras", "vision.h5", "vision.weights.h5"},
-                                               {"stack.keras", "stack.h5", "stack_weights.h5"}};
+ * Each model below (the three of `models`, and the chapter's models that
+ * test_keras_files loads from Keras) is saved after one epoch in three formats: .keras,
+ * the legacy .h5 and a weights file. With LAMINA_SAVING_OUT set, the files are written
+ * there with <name>.npz (inputs x*, targets y*, lamina's predictions p*, and for models
+ * without dropout q*, the predictions after one more step on the whole batch), for
+ * check_lamina_files.py, which has Keras load them and commits them to
+ * tests/fixtures/saving/lamina with Keras's predictions k*. Here the committed files load
+ * back to Keras's predictions, and saving what was loaded writes the same bytes (the
+ * .keras metadata, which holds the date, aside). */
+static const struct {
+  const char *name;
+  builder build;
+  int opt;
+  const char *weights; /* the weights file: .weights.h5, or a legacy .h5 */
+} lamina_models[] = {{"text", build_text, 2, "text.weights.h5"},
+                     {"vision", build_vision, 1, "vision.weights.h5"},
+                     {"stack", build_stack, 0, "stack_weights.h5"},
+                     {"mlp", chapter_mlp, 0, "mlp.weights.h5"},
+                     {"imdb_conv1d", chapter_imdb_conv1d, 0, "imdb_conv1d.weights.h5"},
+                     {"siamese_lstm", chapter_siamese_lstm, 0, "siamese_lstm.weights.h5"},
+                     {"question_answering", chapter_question_answering, 0, "question_answering.weights.h5"},
+                     {"posts", chapter_posts, 0, "posts.weights.h5"},
+                     {"separable_classifier", chapter_separable_classifier, 0, "separable_classifier.weights.h5"},
+                     {"inception", chapter_inception, 0, "inception.weights.h5"},
+                     {"residual", chapter_residual, 0, "residual.weights.h5"},
+                     {"dual_camera", chapter_dual_camera, 0, "dual_camera.weights.h5"},
+                     {"bidirectional_rnn", chapter_bidirectional_rnn, 0, "bidirectional_rnn.weights.h5"},
+                     {"sequential", chapter_sequential, 0, "sequential.weights.h5"}};
+#define N_LAMINA_MODELS (int)(sizeof lamina_models / sizeof *lamina_models)
+
+/* The k-th model's f-th file: .keras, .h5, weights. */
+static const char *lamina_file(int k, int f, char *buf, size_t cap) {
+  if (f == 2) return lamina_models[k].weights;
+  snprintf(buf, cap, "%s.%s", lamina_models[k].name, f == 0 ? "keras" : "h5");
+  return buf;
+}
+
+/* Whether a model (or a model inside it) has a Dropout layer, whose masks differ between
+ * libraries. */
+static bool has_dropout(const lm_model *m) {
+  for (int i = 0; i < lm_model_n_layers(m); i++) {
+    const lm_layer *l = lm_model_get_layer(m, i);
+    if (!strcmp(l->vt->class_name, "Dropout") || (l->model && has_dropout(l->model))) return true;
+  }
+  return false;
+}
 
 static lm_status save_as(const lm_model *m, const char *file, const char *path) {
   bool weights_only = strstr(file, "weights") != NULL;
@@ -971,15 +1228,16 @@ static void add_arrays(const char *prefix, lm_array **a, int n, const char **nam
 }
 
 static void write_lamina_files(const char *dir) {
-  for (int k = 0; k < 3; k++) {
+  for (int k = 0; k < N_LAMINA_MODELS; k++) {
     lm_session_clear();
     lm_set_seed(1);
-    sample s = models[k].build(models[k].opt);
+    sample s = lamina_models[k].build(lamina_models[k].opt);
     train(&s, 1, 0);
     for (int f = 0; f < 3; f++) {
-      char path[1024];
-      snprintf(path, sizeof path, "%s/%s", dir, lamina_files[k][f]);
-      if (save_as(s.m, lamina_files[k][f], path) != LM_OK) fail_msg("%s", lm_last_error());
+      char path[1024], buf[128];
+      const char *file = lamina_file(k, f, buf, sizeof buf);
+      snprintf(path, sizeof path, "%s/%s", dir, file);
+      if (save_as(s.m, file, path) != LM_OK) fail_msg("%s: %s", path, lm_last_error());
     }
     const char *names[64];
     lm_array *arrays[64];
@@ -988,7 +1246,7 @@ static void write_lamina_files(const char *dir) {
     add_arrays("x", s.x, s.n_x, names, arrays, &n);
     add_arrays("y", s.y, s.n_y, names, arrays, &n);
     add_arrays("p", p.a, p.n, names, arrays, &n);
-    if (k != 0) { /* the text model has dropout, whose masks differ between libraries */
+    if (!has_dropout(s.m)) {
       lm_history *h = lm_fit(s.m, feed_of(s.x, s.n_x), feed_of(s.y, s.n_y), .batch_size = (int)s.x[0]->shape.dim[0],
                              .no_shuffle = true, .verbose = LM_SILENT);
       assert_non_null(h);
@@ -997,7 +1255,7 @@ static void write_lamina_files(const char *dir) {
       add_arrays("q", q.a, q.n, names, arrays, &n);
     }
     char path[1024];
-    snprintf(path, sizeof path, "%s/%s.npz", dir, models[k].name);
+    snprintf(path, sizeof path, "%s/%s.npz", dir, lamina_models[k].name);
     assert_int_equal(lm_save_npz(path, names, (const lm_array *const *)arrays, n), LM_OK);
     lm_outputs_free(&p);
     lm_outputs_free(&q);
@@ -1031,12 +1289,12 @@ static void test_lamina_files(void **state) {
   (void)state;
   const char *out = getenv("LAMINA_SAVING_OUT");
   if (out && *out) write_lamina_files(out);
-  for (int k = 0; k < 3; k++) {
-    char rel[256];
-    snprintf(rel, sizeof rel, "lamina/%s.npz", models[k].name);
+  for (int k = 0; k < N_LAMINA_MODELS; k++) {
+    char rel[256], buf[128];
+    snprintf(rel, sizeof rel, "lamina/%s.npz", lamina_models[k].name);
     npz z = load_npz(fixture(rel));
     for (int f = 0; f < 3; f++) {
-      const char *file = lamina_files[k][f];
+      const char *file = lamina_file(k, f, buf, sizeof buf);
       char committed[1024], again[600], what[300];
       snprintf(rel, sizeof rel, "lamina/%s", file);
       snprintf(committed, sizeof committed, "%s", fixture(rel));
@@ -1045,7 +1303,7 @@ static void test_lamina_files(void **state) {
       lm_model *m;
       if (strstr(file, "weights")) {
         lm_set_seed(3);
-        sample fresh = models[k].build(models[k].opt);
+        sample fresh = lamina_models[k].build(lamina_models[k].opt);
         sample_free(&fresh);
         m = fresh.m;
         if (lm_load_weights(m, committed) != LM_OK) fail_msg("%s", lm_last_error());
@@ -1077,6 +1335,89 @@ static void test_lamina_files(void **state) {
   lm_session_clear();
 }
 
+/* A Dropout without a seed, saved and loaded. Keras stores no seed for it ("seed": null in
+ * the configuration) and no state of its seed generator (its weights group is empty), so a
+ * loaded model draws a new seed from the global one: keras.utils.set_random_seed(s) before
+ * load_model gives the same masks every time, another s other masks (checked with Keras
+ * 3.15.1 on tests/fixtures/saving/keras/sequential.keras). lamina does the same with
+ * lm_set_seed: loads are deterministic under the same session seed. A Dropout with a seed
+ * keeps it, and with it its masks. */
+static lm_model *dropout_model(uint64_t seed) {
+  lm_tensor *x = lm_input(LM_SHAPE(16));
+  lm_tensor *h = lm_call(lm_dense(32, .activation = LM_RELU), x);
+  h = lm_call(lm_dropout(0.5, .seed = seed), h);
+  lm_model *m = lm_model_new(LM_TENSORS(x), LM_TENSORS(lm_call(lm_dense(4), h)));
+  assert_int_equal(lm_compile(m, .optimizer = lm_sgd(.learning_rate = 0.1), .loss = LM_LOSSES("mse")), LM_OK);
+  return m;
+}
+
+/* The weights after loading `path` under session seed `seed` and one training step. */
+static weights_copy trained_after_load(const char *path, uint64_t seed, lm_array *x, lm_array *y) {
+  lm_set_seed(seed);
+  lm_model *m = lm_load_model(path);
+  if (!m) fail_msg("%s: %s", path, lm_last_error());
+  lm_history *h = lm_fit(m, LM_FEED(x), LM_FEED(y), .batch_size = 8, .no_shuffle = true, .verbose = LM_SILENT);
+  if (!h) fail_msg("fit: %s", lm_last_error());
+  lm_history_free(h);
+  return all_weights(m);
+}
+
+static void test_dropout_seed_on_load(void **state) {
+  (void)state;
+  lm_array *x = random_floats(LM_SHAPE(8, 16), 41), *y = random_floats(LM_SHAPE(8, 4), 42);
+  for (int seeded = 0; seeded < 2; seeded++) {
+    lm_set_seed(1);
+    lm_model *m = dropout_model(seeded ? 1234 : 0);
+    const char *files[] = {tmp("dropout.keras"), tmp("dropout.h5")};
+    assert_int_equal(lm_save_model(m, files[0]), LM_OK);
+    assert_int_equal(lm_save_model(m, files[1]), LM_OK);
+    size_t len;
+    char *cfg = (char *)zip_member(files[0], "config.json", &len);
+    assert_non_null(strstr(cfg, seeded ? "\"rate\": 0.5, \"seed\": 1234," : "\"rate\": 0.5, \"seed\": null,"));
+    free(cfg);
+    lm_h5 h;
+    uint8_t *w = zip_member(files[0], "model.weights.h5", &len);
+    assert_int_equal(lm__h5_open_image(&h, w, len, "model.weights.h5"), LM_OK);
+    expect_group(&h, "layers/dropout/vars", NULL);
+    assert_int_equal(lm__h5_n_children(&h, "layers/dropout/vars"), 0); /* no seed generator state */
+    lm__h5_close(&h);
+    free(w);
+    for (int f = 0; f < 2; f++) {
+      weights_copy a = trained_after_load(files[f], 7, x, y), b = trained_after_load(files[f], 7, x, y),
+                   c = trained_after_load(files[f], 8, x, y);
+      assert_int_equal(a.n, b.n);
+      assert_memory_equal(a.v, b.v, (size_t)a.n * sizeof(float)); /* the same session seed: the same masks */
+      bool same = !memcmp(a.v, c.v, (size_t)a.n * sizeof(float));
+      if (seeded && !same) fail_msg("%s: a Dropout with a seed lost it in the file", files[f]);
+      if (!seeded && same) fail_msg("%s: a Dropout without a seed drew the same masks under another session seed", files[f]);
+      free(a.v), free(b.v), free(c.v);
+    }
+    lm_session_clear();
+  }
+  lm_array_free(x);
+  lm_array_free(y);
+}
+
+/* A model nested so deep that its HDF5 paths outgrow the layout's buffers: a clear error
+ * naming the file and the path, never a file written under shortened names. */
+static void test_too_long_paths(void **state) {
+  (void)state;
+  lm_tensor *x = lm_input(LM_SHAPE(2));
+  lm_model *m = lm_model_new(LM_TENSORS(x), LM_TENSORS(lm_call(lm_dense(2), x)));
+  for (int depth = 0; depth < 40; depth++) {
+    lm_tensor *y = lm_input(LM_SHAPE(2));
+    m = lm_model_new(LM_TENSORS(y), LM_TENSORS(lm_call(m, y)));
+  }
+  assert_int_equal(lm_model_status(m), LM_OK);
+  const char *path = tmp("deep.weights.h5");
+  assert_int_not_equal(lm_save_weights(m, path), LM_OK);
+  if (!error_names(path, "the HDF5 path or name \"layers/functional/layers/functional/") || !strstr(lm_last_error(), "more than the 639"))
+    fail_msg("%s", lm_last_error());
+  assert_int_equal(access(path, F_OK), -1);
+  assert_int_not_equal(lm_load_weights(m, path), LM_OK);
+  lm_session_clear();
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_keras_files),
@@ -1089,6 +1430,8 @@ int main(void) {
       cmocka_unit_test(test_corrupt_files),
       cmocka_unit_test(test_hostile_hdf5),
       cmocka_unit_test(test_lamina_files),
+      cmocka_unit_test(test_dropout_seed_on_load),
+      cmocka_unit_test(test_too_long_paths),
   };
   if (getenv("LAMINA_TEST_FILTER")) cmocka_set_test_filter(getenv("LAMINA_TEST_FILTER"));
   return cmocka_run_group_tests(tests, setup_dir, teardown_dir);

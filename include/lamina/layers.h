@@ -148,7 +148,8 @@ LM_API lm_layer *lm_activation_layer_new(lm_activation activation, lm_layer_opts
 
 typedef struct lm_dropout_opts {
   int lm_opts_; /* keeps LM_OPTS() valid with no options; never set */
-  uint64_t seed; /* 0: drawn from the session seed */
+  uint64_t seed; /* 0: drawn from the session seed (lm_set_seed), at creation and at load, as
+                   Keras's seed=None; otherwise the masks follow this seed alone */
   const char *name;
 } lm_dropout_opts;
 #define lm_dropout(...) lm_dropout_(__VA_ARGS__, )

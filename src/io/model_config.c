@@ -771,6 +771,15 @@ bool lm__cfg_activation(lm__cfg *c, const char *key, lm_activation *out, lm_acti
   return true;
 }
 
+/* Keras's config.json (not model.to_json()) marks an object that it serializes more than
+ * once (a dtype policy or an initializer that layers share, a layer called in several
+ * places) with an integer "shared_object_id", for its ObjectSharingScope. lamina builds
+ * values, not shared objects, so the mark is accepted where Keras writes it and has no
+ * effect. */
+static bool is_sharing_id(const lm__json_value *f) {
+  return !strcmp(f->key, "shared_object_id") && f->type == LM_JSON_NUMBER && f->is_integer;
+}
+
 /* ---- Initializers ---- */
 static const struct {
   const char *class_name, *alias;
@@ -871,6 +880,7 @@ bool lm__cfg_initializer(lm__cfg *c, const char *key, lm_initializer *out) {
       else if (!strcmp(f->key, "config") && (f->type == LM_JSON_OBJECT || f->type == LM_JSON_NULL)) cfg = f;
       else if (!strcmp(f->key, "module") && (f->type == LM_JSON_STRING || f->type == LM_JSON_NULL)) continue;
       else if (!strcmp(f->key, "registered_name") && f->type == LM_JSON_NULL) continue;
+      else if (is_sharing_id(f)) continue;
       else
         return lm__cfg_fail(c, key, f, "has a field \"%.64s\" (%s) that a built-in initializer does not have", f->key,
                             lm__json_kind(f));
@@ -1006,8 +1016,10 @@ static bool read_dtype(lm__cfg *c) {
       return lm__cfg_fail(c, "dtype", v, "must be a DTypePolicy");
     for (size_t i = 0; i < v->n; i++) {
       const char *k = v->items[i].key;
-      if (strcmp(k, "module") && strcmp(k, "class_name") && strcmp(k, "config") && strcmp(k, "registered_name"))
-        return lm__cfg_fail(c, "dtype", &v->items[i], "has an unknown field \"%.64s\"", k);
+      if (strcmp(k, "module") && strcmp(k, "class_name") && strcmp(k, "config") && strcmp(k, "registered_name") &&
+          !is_sharing_id(&v->items[i]))
+        return lm__cfg_fail(c, "dtype", &v->items[i], "has an unknown field \"%.64s\"%s", k,
+                            strcmp(k, "shared_object_id") ? "" : " (shared_object_id must be an integer)");
     }
     if (!pname || pname->type != LM_JSON_STRING || cfg->n != 1)
       return lm__cfg_fail(c, "dtype", v, "must be a DTypePolicy with just a \"name\"");
@@ -1075,7 +1087,7 @@ static bool entry_fields(lm__loader *L, const lm__json_value *e, entry_place pla
       return load_fail(L, f, LM_ERROR_VALUE, "build_config must be an object, got %s", lm__json_kind(f));
     if (!strcmp(k, "compile_config") && f->type != LM_JSON_NULL && f->type != LM_JSON_OBJECT)
       return load_fail(L, f, LM_ERROR_VALUE, "compile_config must be an object, got %s", lm__json_kind(f));
-    if (!strcmp(k, "shared_object_id") && (f->type != LM_JSON_NUMBER || !f->is_integer))
+    if (!strcmp(k, "shared_object_id") && !is_sharing_id(f))
       return load_fail(L, f, LM_ERROR_VALUE, "shared_object_id must be an integer, got %s", lm__json_kind(f));
   }
   return true;
@@ -1389,6 +1401,13 @@ static bool is_mask_op(const lm__json_value *e) {
   return cls && cls->type == LM_JSON_STRING && !strcmp(cls->string, "NotEqual");
 }
 
+/* Another of Keras's operations (module keras.src.ops...): Keras 3 writes them into a
+ * functional configuration where a layer's compute_mask used them. */
+static bool is_other_op(const lm__json_value *e) {
+  const lm__json_value *module = lm__json_get(e, "module");
+  return module && module->type == LM_JSON_STRING && !strncmp(module->string, "keras.src.ops.", 14);
+}
+
 static bool mask_op_entry(functional_load *F, int i, const lm__json_value *e) {
   const lm__json_value *cfg = lm__json_get(e, "config"), *module = lm__json_get(e, "module"),
                        *reg = lm__json_get(e, "registered_name"), *name = lm__json_get(cfg, "name"),
@@ -1540,6 +1559,15 @@ static lm_model *functional_from_config(lm__loader *L, const lm__json_value *cfg
       if (!mask_op_entry(&F, i, e)) goto done;
       total_nodes++;
       continue;
+    }
+    if (e->type == LM_JSON_OBJECT && is_other_op(e)) {
+      const lm__json_value *cls = lm__json_get(e, "class_name"), *op_name = lm__json_get(e, "name");
+      load_fail(L, e, LM_ERROR_VALUE,
+                "model \"%s\": op \"%.127s\" (%.64s): Keras computes a mask with it (as for a merge of masked "
+                "sequences); of Keras's mask ops lamina rebuilds only NotEqual, the mask of an Embedding with mask_zero",
+                model_name, op_name && op_name->type == LM_JSON_STRING ? op_name->string : "?",
+                cls && cls->type == LM_JSON_STRING ? cls->string : "?");
+      goto done;
     }
     if (!(F.layers[i] = layer_from_entry(L, e, IN_FUNCTIONAL, depth, NULL))) goto done;
     F.names[i] = F.layers[i]->name;

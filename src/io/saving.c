@@ -11,9 +11,6 @@
  *
  * Loads are all or nothing: every value is read and checked into a staging area first, and
  * only copied into the model (and the optimizer) once the whole file has been read. */
-/* HDF5 paths here are built from layer names that are bounded (128 bytes) well below the
- * buffers; gcc -O2 cannot see that bound and warns. Truncation would only shorten a name. */
-#pragma GCC diagnostic ignored "-Wformat-truncation"
 #include "io/h5.h"
 #include "io/json.h"
 #include "io/model_config.h"
@@ -29,6 +26,33 @@
 #define MAX_CONFIG_BYTES ((size_t)64 << 20)
 
 /* ---- Names ---- */
+
+/* snprintf into a fixed buffer of HDF5 paths and names, checked: 0, or -1 with an error that
+ * names the start of what did not fit (a layer name nested too deep, say) and the limit;
+ * the file layout is never built from a silently shortened name. */
+static _Thread_local bool too_long; /* set by fit, taken by layout_failed */
+static int fit(char *out, size_t cap, const char *fmt, ...) LM_PRINTF(3, 4);
+static int fit(char *out, size_t cap, const char *fmt, ...) {
+  va_list ap;
+  va_start(ap, fmt);
+  int n = vsnprintf(out, cap, fmt, ap);
+  va_end(ap);
+  if (n >= 0 && (size_t)n < cap) return 0;
+  too_long = true;
+  lm__fail(NULL, LM_ERROR_VALUE, "saving: the HDF5 path or name \"%.96s...\" is %d bytes, more than the %zu this layout allows",
+           out, n, cap - 1);
+  return -1;
+}
+
+/* The error of a layout that could not be built, for the file `what`: the path that did
+ * not fit, or memory. */
+static lm_status layout_failed(const char *what) {
+  if (!too_long) return lm__fail(NULL, LM_ERROR_MEMORY, "%s: out of memory", what);
+  too_long = false;
+  char msg[512];
+  snprintf(msg, sizeof msg, "%s", lm_last_error());
+  return lm__fail(NULL, LM_ERROR_VALUE, "%s: %s", what, msg);
+}
 
 /* keras.src.utils.naming.to_snake_case: drop non-word characters, "_" before each
  * capitalized word that follows a character, "_" between a lowercase letter and a
@@ -74,15 +98,13 @@ typedef struct unique_names {
 static int unique_name(unique_names *u, const char *base, char *out, size_t cap) {
   for (int i = 0; i < u->n; i++)
     if (!strcmp(u->name[i], base)) {
-      snprintf(out, cap, "%s_%d", base, ++u->count[i]);
-      return 0;
+      return fit(out, cap, "%s_%d", base, ++u->count[i]);
     }
   if (lm__grow(&u->name, &u->cap, u->n + 1, sizeof *u->name) || lm__grow(&u->count, &u->cap2, u->n + 1, sizeof *u->count))
     return -1;
-  snprintf(u->name[u->n], sizeof u->name[0], "%s", base);
+  if (fit(u->name[u->n], sizeof u->name[0], "%s", base)) return -1;
   u->count[u->n++] = 0;
-  snprintf(out, cap, "%s", base);
-  return 0;
+  return fit(out, cap, "%s", base);
 }
 
 static void unique_free(unique_names *u) {
@@ -150,8 +172,8 @@ static int own_weights(const lm_layer *l, lm_weight **out) {
   return n;
 }
 
-static void weight_path(const lm_layer *l, const lm_weight *w, const char *scope, char *out, size_t cap) {
-  if (is_rnn(l)) snprintf(out, cap, "%s%s/%s/%s", scope, l->name, cell_name(l->vt->class_name), w->name);
+static int weight_path(const lm_layer *l, const lm_weight *w, const char *scope, char *out, size_t cap) {
+  if (is_rnn(l)) return fit(out, cap, "%s%s/%s/%s", scope, l->name, cell_name(l->vt->class_name), w->name);
   else if (is_bidirectional(l)) {
     /* lamina names them "forward_lstm/kernel"; Keras's path has the cell in between */
     const char *slash = strchr(w->name, '/');
@@ -160,8 +182,9 @@ static void weight_path(const lm_layer *l, const lm_weight *w, const char *scope
     for (int i = 0; i < l->n_weights; i++)
       if (l->weights[i] == w) group = l->weights + (i < l->n_weights / 2 ? 0 : l->n_weights / 2);
     const char *cell = l->n_weights == 6 ? bidi_cell(group) : "cell";
-    snprintf(out, cap, "%s%s/%.*s/%s/%s", scope, l->name, half, w->name, cell, slash ? slash + 1 : w->name);
-  } else snprintf(out, cap, "%s%s/%s", scope, l->name, w->name);
+    return fit(out, cap, "%s%s/%.*s/%s/%s", scope, l->name, half, w->name, cell, slash ? slash + 1 : w->name);
+  }
+  return fit(out, cap, "%s%s/%s", scope, l->name, w->name);
 }
 
 /* Layers built inside a Sequential have its name as their scope; a Functional model's
@@ -171,7 +194,7 @@ static int collect(const lm_model *m, const char *scope, wlist *out) {
     const lm_layer *l = m->layers[i];
     if (l->model) {
       char sub[160] = "";
-      if (l->model->sequential) snprintf(sub, sizeof sub, "%s/", l->name);
+      if (l->model->sequential && fit(sub, sizeof sub, "%s/", l->name)) return -1;
       if (collect(l->model, sub, out)) return -1;
       continue;
     }
@@ -185,7 +208,7 @@ static int collect(const lm_model *m, const char *scope, wlist *out) {
       wref *r = &out->v[out->n++];
       r->w = ws[k];
       r->layer = l;
-      weight_path(l, ws[k], scope, r->path, sizeof r->path);
+      if (weight_path(l, ws[k], scope, r->path, sizeof r->path)) return -1;
     }
   }
   return 0;
@@ -194,8 +217,7 @@ static int collect(const lm_model *m, const char *scope, wlist *out) {
 static int model_weights(const lm_model *m, wlist *out) {
   memset(out, 0, sizeof *out);
   char scope[160] = "";
-  if (m->sequential) snprintf(scope, sizeof scope, "%s/", m->base.name);
-  if (collect(m, scope, out)) {
+  if ((m->sequential && fit(scope, sizeof scope, "%s/", m->base.name)) || collect(m, scope, out)) {
     free(out->v);
     memset(out, 0, sizeof *out);
     return -1;
@@ -234,8 +256,8 @@ static entry *add_entry(layout *lo, const char *group, const char *name, const l
   if (lm__grow(&lo->e, &lo->cap, lo->n + 1, sizeof *lo->e)) return NULL;
   entry *e = &lo->e[lo->n++];
   memset(e, 0, sizeof *e);
-  snprintf(e->path, sizeof e->path, "%s%svars", group, *group ? "/" : "");
-  snprintf(e->name, sizeof e->name, "%s", name);
+  if (fit(e->path, sizeof e->path, "%s%svars", group, *group ? "/" : "") || fit(e->name, sizeof e->name, "%s", name))
+    return NULL;
   e->layer = layer;
   return e;
 }
@@ -252,8 +274,7 @@ static int walk_layer(layout *lo, const lm_layer *l, const char *group) {
   if (!e) return -1;
   char sub[640];
   if (is_rnn(l)) {
-    snprintf(sub, sizeof sub, "%s/cell", group);
-    if (!(e = add_entry(lo, sub, cell_name(l->vt->class_name), l))) return -1;
+    if (fit(sub, sizeof sub, "%s/cell", group) || !(e = add_entry(lo, sub, cell_name(l->vt->class_name), l))) return -1;
     e->n = own_weights(l, e->w);
   } else if (is_bidirectional(l) && l->n_weights % 2 == 0) {
     int half = l->n_weights / 2;
@@ -262,10 +283,11 @@ static int walk_layer(layout *lo, const lm_layer *l, const char *group) {
       const char *slash = half ? strchr(w[0]->name, '/') : NULL;
       char inner[160];
       snprintf(inner, sizeof inner, "%.*s", slash ? (int)(slash - w[0]->name) : 0, w[0]->name);
-      snprintf(sub, sizeof sub, "%s/%s", group, k ? "backward_layer" : "forward_layer");
-      if (!add_entry(lo, sub, inner, l)) return -1;
-      snprintf(sub, sizeof sub, "%s/%s/cell", group, k ? "backward_layer" : "forward_layer");
-      if (!(e = add_entry(lo, sub, half == 3 ? bidi_cell(w) : "cell", l))) return -1;
+      if (fit(sub, sizeof sub, "%s/%s", group, k ? "backward_layer" : "forward_layer") || !add_entry(lo, sub, inner, l))
+        return -1;
+      if (fit(sub, sizeof sub, "%s/%s/cell", group, k ? "backward_layer" : "forward_layer") ||
+          !(e = add_entry(lo, sub, half == 3 ? bidi_cell(w) : "cell", l)))
+        return -1;
       for (int i = 0; i < half && i < MAX_ENTRY_WEIGHTS; i++) e->w[e->n++] = w[i];
     }
   } else e->n = own_weights(l, e->w);
@@ -283,10 +305,7 @@ static int walk_model(layout *lo, const lm_model *m, const char *group) {
     char snake[160], uniq[200], sub[640];
     snake_case(m->layers[i]->vt->class_name, snake, sizeof snake);
     if (unique_name(&u, snake, uniq, sizeof uniq)) rc = -1;
-    else {
-      snprintf(sub, sizeof sub, "%s%slayers/%s", group, *group ? "/" : "", uniq);
-      rc = walk_layer(lo, m->layers[i], sub);
-    }
+    else rc = fit(sub, sizeof sub, "%s%slayers/%s", group, *group ? "/" : "", uniq) ? -1 : walk_layer(lo, m->layers[i], sub);
   }
   unique_free(&u);
   return rc;
@@ -342,10 +361,10 @@ static lm_status write_optimizer_k3(lm_h5 *h, const lm_model *m, const wlist *al
 static lm_status write_k3(lm_h5 *h, const lm_model *m) {
   layout lo;
   wlist all;
-  if (make_layout(m, &lo)) return lm__fail(NULL, LM_ERROR_MEMORY, "%s: out of memory", h->what);
+  if (make_layout(m, &lo)) return layout_failed(h->what);
   if (model_weights(m, &all)) {
     layout_free(&lo);
-    return lm__fail(NULL, LM_ERROR_MEMORY, "%s: out of memory", h->what);
+    return layout_failed(h->what);
   }
   lm_status st = LM_OK;
   for (int i = 0; i < lo.n && !st; i++) {
@@ -390,7 +409,7 @@ static bool bad_h5_name(const char *s) { return !*s || strchr(s, '/') || !strcmp
 
 static lm_status write_legacy_weights(lm_h5 *h, const lm_model *m, const char *group) {
   wlist all;
-  if (model_weights(m, &all)) return lm__fail(NULL, LM_ERROR_MEMORY, "%s: out of memory", h->what);
+  if (model_weights(m, &all)) return layout_failed(h->what);
   /* A nested model's weights carry their paths within it; collect gives the top model's. */
   const char **names = lm__calloc((size_t)m->n_layers + 1, sizeof *names);
   lm_status st = names ? LM_OK : LM_ERROR_MEMORY;
@@ -447,7 +466,7 @@ static lm_status write_legacy_optimizer(lm_h5 *h, const lm_model *m) {
   int nt = model_weights(m, &all) ? -1 : trainable_weights(&all, &tw);
   if (nt < 0) {
     free(all.v);
-    return lm__fail(NULL, LM_ERROR_MEMORY, "%s: out of memory", h->what);
+    return layout_failed(h->what);
   }
   int nv = 2 + nt * c->n_slots;
   char(*names)[600] = lm__calloc((size_t)nv, sizeof *names);
@@ -671,7 +690,7 @@ static lm_status stage_optimizer_k3(lm_h5 *h, const lm_model *m, stage *s) {
 
 static lm_status stage_k3(lm_h5 *h, lm_model *m, stage *s) {
   layout lo;
-  if (make_layout(m, &lo)) return LM_ERROR_MEMORY;
+  if (make_layout(m, &lo)) return layout_failed(h->what);
   lm_status st = LM_OK;
   for (int i = 0; i < lo.n && !st; i++) {
     entry *e = &lo.e[i];
@@ -734,7 +753,7 @@ static lm_status read_name_list(lm_h5 *h, const char *obj, const char *name, cha
 
 static lm_status stage_legacy(lm_h5 *h, lm_model *m, const char *group, stage *s) {
   wlist all;
-  if (model_weights(m, &all)) return LM_ERROR_MEMORY;
+  if (model_weights(m, &all)) return layout_failed(h->what);
   /* The model's layers that have weights, and the file's. */
   const lm_layer **layers = lm__calloc((size_t)m->n_layers + 1, sizeof *layers);
   char **names = NULL, **kept = NULL;
@@ -1496,22 +1515,6 @@ lm_status lm_save_model(const lm_model *m, const char *path) {
   return lm__fail(NULL, LM_ERROR_VALUE, "lm_save_model: %s: the file name must end in .keras or .h5", path);
 }
 
-/* Keras's config.json marks objects serialized more than once (a dtype policy shared by
- * layers) with "shared_object_id", for its ObjectSharingScope; model.to_json() has no such
- * keys. lamina builds values, not shared objects, so the marks are dropped before the
- * configuration is read. The parser bounds the depth. */
-static void drop_sharing_ids(lm__json_value *v) {
-  if (v->type != LM_JSON_OBJECT && v->type != LM_JSON_ARRAY) return;
-  size_t k = 0;
-  for (size_t i = 0; i < v->n; i++) {
-    if (v->type == LM_JSON_OBJECT && v->items[i].key && !strcmp(v->items[i].key, "shared_object_id")) continue;
-    drop_sharing_ids(&v->items[i]);
-    if (k != i) v->items[k] = v->items[i];
-    k++;
-  }
-  v->n = k;
-}
-
 /* Builds the model of a configuration text. NULL on failure. */
 static lm_model *model_from_text(const char *text, size_t len, const char *what, bool legacy, lm__json_doc **doc_out) {
   lm_error err = {0};
@@ -1522,7 +1525,6 @@ static lm_model *model_from_text(const char *text, size_t len, const char *what,
              err.msg);
     return NULL;
   }
-  drop_sharing_ids((lm__json_value *)lm__json_root(doc)); /* the document is ours to edit */
   lm_model *m = lm__model_from_config(lm__json_root(doc));
   if (!m || m->base.err.code) {
     char msg[1024];

@@ -140,7 +140,9 @@ typedef struct dropout_layer {
 
 static int dropout_emit(lm_layer *layer, lm_graph *g, const int *in, int n, int *out) {
   dropout_layer *d = (dropout_layer *)layer;
-  lm_attrs a = {.i = {(int64_t)d->seed}, .f = {(float)d->rate}};
+  /* i[1]: a seed the user gave fixes the masks whatever the session seed, as Keras's
+   * Dropout(seed=s) does; without one they follow the session seed. */
+  lm_attrs a = {.i = {(int64_t)d->seed, d->user_seed != 0}, .f = {(float)d->rate}};
   int outs[2];
   if (lm__graph_op(g, &lm__op_dropout, in, 1, &a, outs)) return -1;
   out[0] = outs[0];

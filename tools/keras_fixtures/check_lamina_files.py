@@ -5,7 +5,9 @@
         --build build/debug [--update]
 
 Runs <build>/tests/test_saving with LAMINA_SAVING_OUT set, so that it writes lamina's files
-(for each model: .keras, the legacy .h5, and a weights file) with <name>.npz (inputs x*,
+(for each model of lamina_models in tests/test_saving.c, the chapter's models among them:
+<name>.keras, the legacy <name>.h5, and a weights file, <name>.weights.h5 or the legacy
+<name>_weights.h5) with <name>.npz (inputs x*,
 targets y*, lamina's predictions p*, and q*, lamina's predictions after one more training
 step from the saved state, for models without dropout). Then Keras:
   - loads each .keras and .h5 with keras.models.load_model, and each weights file into the
@@ -13,7 +15,9 @@ step from the saved state, for models without dropout). Then Keras:
   - resumes training from the .keras file (its optimizer state: iteration count, slots)
     for one train_on_batch on (x, y): lamina's q*.
 Failures exit non-zero. With --update, the files and Keras's predictions (k*, with the
-inputs) go to tests/fixtures/saving/lamina, which test_saving.c re-checks without Python.
+inputs) go to tests/fixtures/saving/lamina, which test_saving.c re-checks without Python;
+the members of the .keras files are deflated there to keep them small (lamina stores them,
+as Keras does; both read either).
 """
 import argparse
 import json
@@ -33,9 +37,32 @@ import keras  # noqa: E402
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.normpath(os.path.join(HERE, "..", ".."))
 OUT = os.path.join(ROOT, "tests", "fixtures", "saving", "lamina")
-MODELS = {"text": ["text.keras", "text.h5", "text.weights.h5"],
-          "vision": ["vision.keras", "vision.h5", "vision.weights.h5"],
-          "stack": ["stack.keras", "stack.h5", "stack_weights.h5"]}
+
+
+def model_files(work):
+    """{name: [.keras, .h5, weights file]} for each <name>.npz that the test wrote."""
+    out = {}
+    for npz in sorted(f for f in os.listdir(work) if f.endswith(".npz")):
+        name = npz[:-4]
+        weights = [w for w in (name + ".weights.h5", name + "_weights.h5") if os.path.exists(os.path.join(work, w))]
+        files = [name + ".keras", name + ".h5"] + weights[:1]
+        missing = [f for f in files if not os.path.exists(os.path.join(work, f))]
+        if len(files) != 3 or missing:
+            sys.exit(f"{name}: test_saving wrote {name}.npz without its files ({missing or 'no weights file'})")
+        out[name] = files
+    if not out:
+        sys.exit(f"test_saving wrote no files to {work}")
+    return out
+
+
+def deflate(src, dst):
+    """Copies a zip file with its members deflated."""
+    with zipfile.ZipFile(src) as z:
+        members = [(i, z.read(i.filename)) for i in z.infolist()]
+    with zipfile.ZipFile(dst, "w", zipfile.ZIP_DEFLATED) as z:
+        for info, data in members:
+            info.compress_type = zipfile.ZIP_DEFLATED
+            z.writestr(info, data)
 
 
 def arrays(z, prefix):
@@ -67,7 +94,7 @@ def main():
     # The test also checks the committed fixtures, which may be out of date when updating.
     subprocess.run([os.path.join(args.build, "tests", "test_saving")], env=env, stdout=subprocess.DEVNULL,
                    check=not args.update)
-    for name, files in MODELS.items():
+    for name, files in model_files(work).items():
         z = dict(np.load(os.path.join(work, name + ".npz")))
         xs, ys, ps, qs = arrays(z, "x"), arrays(z, "y"), arrays(z, "p"), arrays(z, "q")
         x = xs if len(xs) > 1 else xs[0]
@@ -99,7 +126,7 @@ def main():
         if args.update:
             os.makedirs(OUT, exist_ok=True)
             for f in files:
-                shutil.copy(os.path.join(work, f), os.path.join(OUT, f))
+                (deflate if f.endswith(".keras") else shutil.copy)(os.path.join(work, f), os.path.join(OUT, f))
             keep = {f"x{i}": a for i, a in enumerate(xs)}
             keep.update({f"k{i}": a.astype("float32") for i, a in enumerate(keras_pred)})
             np.savez(os.path.join(OUT, name + ".npz"), **keep)

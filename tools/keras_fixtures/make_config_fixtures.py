@@ -180,6 +180,14 @@ def minimum():
     return Model(x, L.Minimum(name="m")([x, x]), name="refused")
 
 
+def masked_concatenate():
+    # Concatenate merges its inputs' masks with ops (ExpandDims, ZerosLike, LogicalOr, Any)
+    # that Keras 3 writes as nodes of the configuration; lamina rebuilds only NotEqual.
+    a, b = Input((None,), dtype="int32", name="a"), Input((None,), dtype="int32", name="b")
+    ea, eb = L.Embedding(10, 2, mask_zero=True, name="ea")(a), L.Embedding(10, 2, mask_zero=True, name="eb")(b)
+    return Model([a, b], L.LSTM(2, name="l")(L.concatenate([ea, eb], name="c")), name="refused")
+
+
 # Keras builds these; lamina refuses them, naming the field.
 REFUSE = [
     ("causal", "padding", lambda: one_layer(L.Conv1D(2, 3, padding="causal", name="c"), (8, 2))),
@@ -200,6 +208,7 @@ REFUSE = [
     ("rms_scaling", "rms_scaling", lambda: one_layer(L.LayerNormalization(rms_scaling=True, name="n"), (4,))),
     ("merge_none", "merge_mode", lambda: one_layer(L.Bidirectional(L.LSTM(2), merge_mode=None, name="b"), (5, 3))),
     ("unknown_class", "Minimum", minimum),
+    ("masked_concatenate", "ExpandDims", masked_concatenate),
 ]
 
 

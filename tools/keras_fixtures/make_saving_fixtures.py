@@ -2,7 +2,7 @@
 """Writes tests/fixtures/saving/keras/: the chapter's models as real Keras 3 saves them,
 for tests/test_saving.c to load with lamina.
 
-    KERAS_BACKEND=jax /opt/keras-venv/bin/python tools/keras_fixtures/make_saving_fixtures.py
+    KERAS_BACKEND=jax /opt/keras-venv/bin/python tools/keras_fixtures/make_saving_fixtures.py [model ...]
 
 For each model: <name>.keras (model.save), <name>.h5 (the legacy format, model.save) and
 <name>.npz holding
@@ -173,8 +173,6 @@ def dual_camera():
 
 def bidirectional_rnn():
     x = Input((None,), dtype="int32")
-    # No mask_zero: Keras 3 writes the mask as a NotEqual operation node in the
-    # configuration, a class that lamina's configuration reader does not build.
     y = layers.Embedding(100, 6)(x)
     y = layers.Bidirectional(layers.GRU(4, return_sequences=True))(y)
     y = layers.Bidirectional(layers.LSTM(3, return_sequences=True), merge_mode="sum")(y)
@@ -182,6 +180,32 @@ def bidirectional_rnn():
     m = Model(x, layers.Dense(2, activation="softmax")(y))
     m.compile(keras.optimizers.RMSprop(0.01), "categorical_crossentropy", metrics=["acc"])
     return m, [ints((4, 7), 100)], [np.eye(2, dtype="float32")[[0, 1, 1, 0]]]
+
+
+def padded(shape, hi, lengths):
+    """Token ids in [1, hi) with zeros after each row's length and one zero inside."""
+    x = rng.integers(1, hi, size=shape).astype("int32")
+    for i, n in enumerate(lengths):
+        x[i, n:] = 0
+        x[i, n // 2] = 0
+    return x
+
+
+def masked_rnn():
+    # Embedding(mask_zero=True): Keras 3 writes each mask into the configuration as a
+    # NotEqual(indices, 0) op node, passed to the layers that use it as a "mask" argument.
+    text = Input((None,), dtype="int32", name="text")
+    t = layers.Embedding(60, 6, mask_zero=True)(text)
+    t = layers.Bidirectional(layers.GRU(4, return_sequences=True))(t)
+    t = layers.Dense(5, activation="tanh")(t)  # carries the mask on
+    t = layers.LSTM(3, return_sequences=True)(t)
+    t = layers.SimpleRNN(4)(t)
+    question = Input((None,), dtype="int32", name="question")
+    q = layers.LSTM(3)(layers.Embedding(60, 4, mask_zero=True)(question))
+    m = Model([text, question], layers.Dense(3, activation="softmax")(layers.concatenate([t, q])))
+    m.compile(keras.optimizers.Adam(0.01), "categorical_crossentropy", metrics=["acc"])
+    return (m, [padded((4, 9), 60, [9, 6, 3, 7]), padded((4, 5), 60, [5, 2, 4, 3])],
+            [np.eye(3, dtype="float32")[[0, 2, 1, 2]]])
 
 
 def sequential():
@@ -194,7 +218,7 @@ def sequential():
 
 
 BUILDERS = [mlp, imdb_conv1d, siamese_lstm, question_answering, posts, separable_classifier, inception, residual,
-            dual_camera, bidirectional_rnn, sequential]
+            dual_camera, bidirectional_rnn, sequential, masked_rnn]
 
 
 def as_list(v):
@@ -202,6 +226,12 @@ def as_list(v):
 
 
 def main():
+    # Names on the command line: write only those models (all are still built, in order, so
+    # that each one's random data is the same as in a full run).
+    only = set(sys.argv[1:])
+    unknown = only - {b.__name__ for b in BUILDERS}
+    if unknown:
+        sys.exit(f"no such model: {', '.join(sorted(unknown))}")
     os.makedirs(OUT, exist_ok=True)
     for build in BUILDERS:
         keras.utils.clear_session()
@@ -211,6 +241,8 @@ def main():
         for _ in range(2):
             m.train_on_batch(xs, ys)
         name = build.__name__
+        if only and name not in only:
+            continue
         m.save(os.path.join(OUT, name + ".keras"))
         m.save(os.path.join(OUT, name + ".h5"))
         # Keras stores the members of .keras uncompressed; deflating them keeps the fixture

@@ -161,8 +161,10 @@ static void dropout_fwd(lm_plan *p, const lm_opnode *node) {
     return;
   }
   float scale = 1.0f / (1.0f - rate);
-  /* The stream depends on the seed, the layer and the step, never on threads. */
-  uint64_t key = lm__mix64(p->seed ^ lm__mix64((uint64_t)node->a.i[0] + 0x51ED27ull) ^ lm__mix64(p->step));
+  /* The stream depends on the seeds (the session's unless the layer's was given), the layer
+   * and the step, never on threads. */
+  uint64_t session = node->a.i[1] ? 0 : p->seed;
+  uint64_t key = lm__mix64(session ^ lm__mix64((uint64_t)node->a.i[0] + 0x51ED27ull) ^ lm__mix64(p->step));
   for (int64_t i = 0; i < n; i++) {
     mask[i] = lm__hash_uniform(key, (uint64_t)i) >= rate ? scale : 0.0f;
     y[i] = x[i] * mask[i];
