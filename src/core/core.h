@@ -13,8 +13,9 @@
 /* Hot loops are compiled for AVX-512, AVX2 and the baseline, and the loader picks a clone
  * by the CPU's features (not by model name, which misses newer CPUs); the library itself is
  * built for the baseline. Keep such loops simple and contiguous so that each clone
- * vectorizes. */
-#define LM_VECTORIZE __attribute__((target_clones("avx512f", "avx2", "default")))
+ * vectorizes. noinline: GCC 12 otherwise inlines a static function's default clone into
+ * its callers and leaves the other clones as stubs that call it. */
+#define LM_VECTORIZE __attribute__((target_clones("avx512f", "avx2", "default"), noinline))
 
 /* The first failure of an object; later failures are ignored so the root cause survives. */
 typedef struct lm_error {

@@ -4,48 +4,6 @@
 
 static const float SELU_ALPHA = 1.67326324235437728481f, SELU_SCALE = 1.05070098735548049342f;
 
-/* exp, sigmoid and tanh as straight-line float code that vectorizes in LM_VECTORIZE loops
- * (libm's calls do not). exp is Cephes's: x = n ln2 + r, |r| <= ln2 / 2, a degree-7
- * polynomial for e^r, 2^n from the exponent bits; within 2 ulp of expf over its range. */
-static inline float exp_poly(float x) {
-  x = x < -87.3f ? -87.3f : x > 88.7f ? 88.7f : x;
-  float n = floorf(x * 1.44269504088896341f + 0.5f);
-  float r = x - n * 0.693359375f;
-  r = r - n * -2.12194440e-4f;
-  float p = 1.9875691500e-4f;
-  p = p * r + 1.3981999507e-3f;
-  p = p * r + 8.3334519073e-3f;
-  p = p * r + 4.1665795894e-2f;
-  p = p * r + 1.6666665459e-1f;
-  p = p * r + 5.0000001201e-1f;
-  p = p * r * r + r + 1.0f;
-  union {
-    int32_t i;
-    float f;
-  } scale = {.i = ((int32_t)n + 127) * (1 << 23)};
-  return p * scale.f;
-}
-
-static inline float sigmoid_poly(float x) { /* e^-|x| never overflows */
-  float e = exp_poly(x < 0 ? x : -x), s = 1.0f / (1.0f + e);
-  return x >= 0 ? s : e * s;
-}
-
-/* Cephes's tanhf: an odd polynomial below 0.625, 1 - 2 / (e^2|x| + 1) above. */
-static inline float tanh_poly(float x) {
-  float ax = x < 0 ? -x : x, z = x * x;
-  float p = -5.70498872745e-3f;
-  p = p * z + 2.06390887954e-2f;
-  p = p * z - 5.37397155531e-2f;
-  p = p * z + 1.33314422036e-1f;
-  p = p * z - 3.33332819422e-1f;
-  float small = x + x * z * p;
-  float big = 1.0f - 2.0f / (exp_poly(2.0f * ax) + 1.0f);
-  big = x < 0 ? -big : big;
-  return ax < 0.625f ? small : big;
-}
-
-
 LM_VECTORIZE void lm__act_forward(lm_activation act, const float *x, float *y, int64_t rows, int64_t cols) {
   int64_t n = rows * cols;
   switch (act) {
@@ -57,10 +15,10 @@ LM_VECTORIZE void lm__act_forward(lm_activation act, const float *x, float *y, i
     for (int64_t i = 0; i < n; i++) y[i] = x[i] > 0 ? x[i] : 0;
     break;
   case LM_SIGMOID:
-    for (int64_t i = 0; i < n; i++) y[i] = sigmoid_poly(x[i]);
+    for (int64_t i = 0; i < n; i++) y[i] = lm__sigmoid_poly(x[i]);
     break;
   case LM_TANH:
-    for (int64_t i = 0; i < n; i++) y[i] = tanh_poly(x[i]);
+    for (int64_t i = 0; i < n; i++) y[i] = lm__tanh_poly(x[i]);
     break;
   case LM_ELU:
     for (int64_t i = 0; i < n; i++) y[i] = x[i] > 0 ? x[i] : expm1f(x[i]);
@@ -77,7 +35,7 @@ LM_VECTORIZE void lm__act_forward(lm_activation act, const float *x, float *y, i
     for (int64_t i = 0; i < n; i++) y[i] = fmaxf(x[i], 0) + log1pf(expf(-fabsf(x[i])));
     break;
   case LM_SWISH:
-    for (int64_t i = 0; i < n; i++) y[i] = x[i] * sigmoid_poly(x[i]);
+    for (int64_t i = 0; i < n; i++) y[i] = x[i] * lm__sigmoid_poly(x[i]);
     break;
   case LM_SOFTMAX:
     for (int64_t r = 0; r < rows; r++) {
@@ -85,7 +43,7 @@ LM_VECTORIZE void lm__act_forward(lm_activation act, const float *x, float *y, i
       float *yr = y + r * cols;
       float mx = xr[0], sum = 0;
       for (int64_t c = 1; c < cols; c++) mx = fmaxf(mx, xr[c]);
-      for (int64_t c = 0; c < cols; c++) yr[c] = exp_poly(xr[c] - mx);
+      for (int64_t c = 0; c < cols; c++) yr[c] = lm__exp_poly(xr[c] - mx);
       for (int64_t c = 0; c < cols; c++) sum += yr[c];
       float inv = 1.0f / sum;
       for (int64_t c = 0; c < cols; c++) yr[c] *= inv;
@@ -125,11 +83,11 @@ LM_VECTORIZE void lm__act_backward(lm_activation act, const float *x, const floa
     }
     break;
   case LM_SOFTPLUS:
-    for (int64_t i = 0; i < n; i++) dx[i] += dy[i] * sigmoid_poly(x[i]);
+    for (int64_t i = 0; i < n; i++) dx[i] += dy[i] * lm__sigmoid_poly(x[i]);
     break;
   case LM_SWISH:
     for (int64_t i = 0; i < n; i++) {
-      float s = sigmoid_poly(x[i]);
+      float s = lm__sigmoid_poly(x[i]);
       dx[i] += dy[i] * (s + x[i] * s * (1 - s));
     }
     break;
