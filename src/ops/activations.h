@@ -59,4 +59,13 @@ LM_INTERNAL bool lm__act_fusable(lm_activation act);
 /* dy *= act'(x), computed from y = act(x), in place: the gradient before a fused activation. */
 LM_INTERNAL void lm__act_grad_from_output(lm_activation act, const float *y, float *dy, int64_t rows, int64_t cols);
 
+/* The epilogue of a matrix op (dense, convolution) over its output y (rows, cols):
+ * y = act(y + bias), bias NULL for none. Threaded over rows. */
+LM_INTERNAL void lm__bias_act_forward(lm_activation act, const float *bias, float *y, int64_t rows, int64_t cols);
+/* Its adjoint: dy *= act'(y) in place, then db += the column sums of dy (db NULL for none).
+ * The sums are threaded over columns, each column adding its rows in order, so the bits do
+ * not depend on the thread count. */
+LM_INTERNAL void lm__bias_act_backward(lm_activation act, const float *y, float *dy, float *db, int64_t rows,
+                                       int64_t cols);
+
 #endif

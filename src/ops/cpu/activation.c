@@ -1,5 +1,6 @@
 #include "graph/graph.h"
 #include "ops/activations.h"
+#include "core/threads.h"
 #include <math.h>
 
 static const float SELU_ALPHA = 1.67326324235437728481f, SELU_SCALE = 1.05070098735548049342f;
@@ -137,6 +138,53 @@ LM_VECTORIZE void lm__act_grad_from_output(lm_activation act, const float *y, fl
     break;
   default: /* linear; other activations are never fused */
     break;
+  }
+}
+
+/* Rows per piece of the threaded epilogues; elementwise work gives the same bits however
+ * the pieces are shared out. */
+enum { EPILOGUE_ROWS = 128, BIAS_COLUMNS = 16 };
+
+LM_VECTORIZE static void add_bias(float *y, const float *bias, int64_t rows, int64_t cols) {
+  for (int64_t r = 0; r < rows; r++)
+    for (int64_t c = 0; c < cols; c++) y[r * cols + c] += bias[c];
+}
+
+LM_VECTORIZE static void add_column_sums(float *db, const float *dy, int64_t rows, int64_t cols, int64_t c0,
+                                         int64_t c1) {
+  for (int64_t r = 0; r < rows; r++)
+    for (int64_t c = c0; c < c1; c++) db[c] += dy[r * cols + c];
+}
+
+void lm__bias_act_forward(lm_activation act, const float *bias, float *y, int64_t rows, int64_t cols) {
+  int linear = act == LM_ACTIVATION_DEFAULT || act == LM_LINEAR;
+  if (linear && !bias) return;
+  int64_t pieces = (rows + EPILOGUE_ROWS - 1) / EPILOGUE_ROWS;
+#pragma omp parallel for num_threads(lm__num_threads()) schedule(static) if (rows * cols > LM_PARALLEL_MIN)
+  for (int64_t p = 0; p < pieces; p++) {
+    int64_t r0 = p * EPILOGUE_ROWS, n = rows - r0 < EPILOGUE_ROWS ? rows - r0 : EPILOGUE_ROWS;
+    float *yp = y + r0 * cols;
+    if (bias) add_bias(yp, bias, n, cols);
+    if (!linear) lm__act_forward(act, yp, yp, n, cols);
+  }
+}
+
+void lm__bias_act_backward(lm_activation act, const float *y, float *dy, float *db, int64_t rows, int64_t cols) {
+  int64_t work = rows * cols;
+  if (act != LM_ACTIVATION_DEFAULT && act != LM_LINEAR) {
+    int64_t pieces = (rows + EPILOGUE_ROWS - 1) / EPILOGUE_ROWS;
+#pragma omp parallel for num_threads(lm__num_threads()) schedule(static) if (work > LM_PARALLEL_MIN)
+    for (int64_t p = 0; p < pieces; p++) {
+      int64_t r0 = p * EPILOGUE_ROWS, n = rows - r0 < EPILOGUE_ROWS ? rows - r0 : EPILOGUE_ROWS;
+      lm__act_grad_from_output(act, y + r0 * cols, dy + r0 * cols, n, cols);
+    }
+  }
+  if (!db) return;
+  int64_t blocks = (cols + BIAS_COLUMNS - 1) / BIAS_COLUMNS;
+#pragma omp parallel for num_threads(lm__num_threads()) schedule(static) if (work > LM_PARALLEL_MIN)
+  for (int64_t b = 0; b < blocks; b++) {
+    int64_t c0 = b * BIAS_COLUMNS, c1 = c0 + BIAS_COLUMNS < cols ? c0 + BIAS_COLUMNS : cols;
+    add_column_sums(db, dy, rows, cols, c0, c1);
   }
 }
 

@@ -132,9 +132,6 @@ static int is_window_rows(const geom *g) {
          (g->ow - 1) * g->sw + g->kw <= g->w;
 }
 
-static void fill_bias(float *y, const float *b, int64_t rows, int f) {
-  for (int64_t r = 0; r < rows; r++) memcpy(y + r * f, b, (size_t)f * sizeof *y);
-}
 
 static lm_status conv_shape(const lm_attrs *a, const lm_shape *in, const lm_dtype *dt, int n, lm_shape *out,
                             lm_dtype *odt, char *err, size_t len) {
@@ -271,23 +268,18 @@ static void conv_fwd(lm_plan *p, const lm_opnode *node) {
   float *y = lm__f(p, node->out[0]);
   const lm_activation act = (lm_activation)node->a.i[7];
   const int f = (int)g.f, kkc = (int)(g.kh * g.kw * g.c);
-  const float beta = b ? 1.0f : 0.0f; /* y starts from the bias */
   if (is_direct(&g)) {
     int64_t rows = g.n * g.oh * g.ow;
-    if (b) fill_bias(y, b, rows, f);
-    lm__sgemm(false, false, rows, f, g.c, 1.0f, x, g.c, k, f, beta, y, f);
-    lm__act_forward(act, y, y, rows, f);
+    lm__sgemm(false, false, rows, f, g.c, 1.0f, x, g.c, k, f, 0.0f, y, f);
+    lm__bias_act_forward(act, b, y, rows, f);
     return;
   }
   if (is_window_rows(&g)) {
-    for (int64_t n = 0; n < g.n; n++) {
-      float *yn = y + n * g.ow * f;
-      if (b) fill_bias(yn, b, g.ow, f);
+    for (int64_t n = 0; n < g.n; n++)
       for (int64_t j = 0; j < g.kw; j++)
         lm__sgemm(false, false, g.ow, f, g.c, 1.0f, x + (n * g.w + j) * g.c, g.sw * g.c, k + j * g.c * f, f,
-                  j ? 1.0f : beta, yn, f);
-      lm__act_forward(act, yn, yn, g.ow, f);
-    }
+                  j ? 1.0f : 0.0f, y + n * g.ow * f, f);
+    lm__bias_act_forward(act, b, y, g.n * g.ow, f);
     return;
   }
   float *col = lm__f(p, node->out[1]);
@@ -295,10 +287,9 @@ static void conv_fwd(lm_plan *p, const lm_opnode *node) {
   for (int64_t u0 = 0; u0 < units; u0 += chunk) {
     int64_t count = units - u0 < chunk ? units - u0 : chunk, rows = count * g.ow;
     float *yc = y + u0 * g.ow * f;
-    if (b) fill_bias(yc, b, rows, f);
     im2col(&g, x, u0, count, col);
-    lm__sgemm(false, false, rows, f, kkc, 1.0f, col, kkc, k, f, beta, yc, f);
-    lm__act_forward(act, yc, yc, rows, f);
+    lm__sgemm(false, false, rows, f, kkc, 1.0f, col, kkc, k, f, 0.0f, yc, f);
+    lm__bias_act_forward(act, b, yc, rows, f);
   }
 }
 
@@ -310,10 +301,7 @@ static void conv_bwd(lm_plan *p, const lm_opnode *node) {
   if (!dy) return;
   const int f = (int)g.f, kkc = (int)(g.kh * g.kw * g.c);
   int64_t units = g.n * g.oh;
-  lm__act_grad_from_output((lm_activation)node->a.i[7], lm__f(p, node->out[0]), dy, units * g.ow, f);
-  if (db)
-    for (int64_t r = 0; r < units * g.ow; r++)
-      for (int j = 0; j < f; j++) db[j] += dy[r * f + j];
+  lm__bias_act_backward((lm_activation)node->a.i[7], lm__f(p, node->out[0]), dy, db, units * g.ow, f);
   if (is_direct(&g)) {
     const int64_t c = g.c, rows = units * g.ow;
     if (dk) lm__sgemm(true, false, c, f, rows, 1.0f, x, c, dy, f, 1.0f, dk, f);

@@ -43,15 +43,9 @@ static void dense_fwd(lm_plan *p, const lm_opnode *node) {
   int rows, k, units;
   dense_dims(p, node, &rows, &k, &units);
   float *y = lm__f(p, node->out[0]);
-  float beta = 0;
-  if (node->n_in == 3) {
-    const float *b = lm__f(p, node->in[2]);
-    for (int r = 0; r < rows; r++) memcpy(y + (size_t)r * units, b, (size_t)units * sizeof *y);
-    beta = 1;
-  }
-  lm__sgemm(false, false, rows, units, k, 1.0f, lm__f(p, node->in[0]), k,
-              lm__f(p, node->in[1]), units, beta, y, units);
-  lm__act_forward((lm_activation)node->a.i[7], y, y, rows, units);
+  lm__sgemm(false, false, rows, units, k, 1.0f, lm__f(p, node->in[0]), k, lm__f(p, node->in[1]), units, 0.0f, y,
+            units);
+  lm__bias_act_forward((lm_activation)node->a.i[7], node->n_in == 3 ? lm__f(p, node->in[2]) : NULL, y, rows, units);
 }
 
 static void dense_bwd(lm_plan *p, const lm_opnode *node) {
@@ -59,17 +53,10 @@ static void dense_bwd(lm_plan *p, const lm_opnode *node) {
   dense_dims(p, node, &rows, &k, &units);
   float *dy = lm__g(p, node->out[0]);
   float *dx = lm__g(p, node->in[0]), *dw = lm__g(p, node->in[1]);
-  lm__act_grad_from_output((lm_activation)node->a.i[7], lm__f(p, node->out[0]), dy, rows, units);
-  if (dx)
-    lm__sgemm(false, true, rows, k, units, 1.0f, dy, units, lm__f(p, node->in[1]),
-                units, 1.0f, dx, k);
-  if (dw)
-    lm__sgemm(true, false, k, units, rows, 1.0f, lm__f(p, node->in[0]), k, dy,
-                units, 1.0f, dw, units);
-  float *db = node->n_in == 3 ? lm__g(p, node->in[2]) : NULL;
-  if (db)
-    for (int r = 0; r < rows; r++)
-      for (int u = 0; u < units; u++) db[u] += dy[(size_t)r * units + u];
+  lm__bias_act_backward((lm_activation)node->a.i[7], lm__f(p, node->out[0]), dy,
+                        node->n_in == 3 ? lm__g(p, node->in[2]) : NULL, rows, units);
+  if (dx) lm__sgemm(false, true, rows, k, units, 1.0f, dy, units, lm__f(p, node->in[1]), units, 1.0f, dx, k);
+  if (dw) lm__sgemm(true, false, k, units, rows, 1.0f, lm__f(p, node->in[0]), k, dy, units, 1.0f, dw, units);
 }
 
 const lm_op_def lm__op_dense = {"dense", 1, dense_shape, dense_fwd, dense_bwd, 0, true};
