@@ -299,7 +299,7 @@ static void test_depthwise_op(void **state) {
 /* One and two threads give the same bits: the output and the gradients of x, the kernel
  * and the bias, on shapes large enough for the parallel path (the kernel and bias
  * gradients sum over the batch in fixed pieces). */
-static void test_depthwise_threads_same_bits(void **state) {
+static void test_threads_same_bits(void **state) {
   (void)state;
   rng_state = 13;
   const conv_cfg cfgs[] = {
@@ -309,6 +309,10 @@ static void test_depthwise_threads_same_bits(void **state) {
       {"dw same 3x3 c5 stride 2", 1, 2, 33, 11, 12, 5, 3, 3, 1, 2, 2, 1, 1, LM_SAME, 1, 0},
       {"dw same 3x3 c6 m2 stride 2", 1, 2, 8, 15, 15, 6, 3, 3, 2, 2, 2, 1, 1, LM_SAME, 1, 0},
       {"dw 1d same k5 c16 dilation 2", 1, 1, 16, 1, 120, 16, 1, 5, 1, 1, 1, 1, 2, LM_SAME, 0, 0},
+      /* the general convolution's bias epilogue and bias gradient, on each of its paths */
+      {"conv 1x1 c16 f40 (direct)", 0, 2, 12, 16, 16, 16, 1, 1, 40, 1, 1, 1, 1, LM_VALID, 1, 0},
+      {"conv1d k5 c24 f48 (window rows)", 0, 1, 12, 1, 150, 24, 1, 5, 48, 1, 1, 1, 1, LM_VALID, 1, 0},
+      {"conv 3x3 same c8 f32 (im2col)", 0, 2, 10, 14, 14, 8, 3, 3, 32, 1, 1, 1, 1, LM_SAME, 1, 0},
   };
   int before = lm_get_num_threads();
   for (size_t i = 0; i < sizeof cfgs / sizeof *cfgs; i++) {
@@ -857,7 +861,7 @@ int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_conv_op),
       cmocka_unit_test(test_depthwise_op),
-      cmocka_unit_test(test_depthwise_threads_same_bits),
+      cmocka_unit_test(test_threads_same_bits),
       cmocka_unit_test(test_op_shapes),
       cmocka_unit_test(test_keras_conv1d),
       cmocka_unit_test(test_keras_conv2d),

@@ -142,18 +142,18 @@ LM_VECTORIZE void lm__act_grad_from_output(lm_activation act, const float *y, fl
 }
 
 /* Rows per piece of the threaded epilogues; elementwise work gives the same bits however
- * the pieces are shared out. */
-enum { EPILOGUE_ROWS = 128, BIAS_COLUMNS = 16 };
+ * the pieces are shared out. The bias gradient adds each of BIAS_PIECES fixed row ranges
+ * into its own partial sums (up to BIAS_MAX_COLUMNS columns), then the partials in order. */
+enum { EPILOGUE_ROWS = 128, BIAS_PIECES = 16, BIAS_MAX_COLUMNS = 1024 };
 
 LM_VECTORIZE static void add_bias(float *y, const float *bias, int64_t rows, int64_t cols) {
   for (int64_t r = 0; r < rows; r++)
     for (int64_t c = 0; c < cols; c++) y[r * cols + c] += bias[c];
 }
 
-LM_VECTORIZE static void add_column_sums(float *db, const float *dy, int64_t rows, int64_t cols, int64_t c0,
-                                         int64_t c1) {
+LM_VECTORIZE static void add_column_sums(float *sums, const float *dy, int64_t rows, int64_t cols) {
   for (int64_t r = 0; r < rows; r++)
-    for (int64_t c = c0; c < c1; c++) db[c] += dy[r * cols + c];
+    for (int64_t c = 0; c < cols; c++) sums[c] += dy[r * cols + c];
 }
 
 void lm__bias_act_forward(lm_activation act, const float *bias, float *y, int64_t rows, int64_t cols) {
@@ -170,22 +170,28 @@ void lm__bias_act_forward(lm_activation act, const float *bias, float *y, int64_
 }
 
 void lm__bias_act_backward(lm_activation act, const float *y, float *dy, float *db, int64_t rows, int64_t cols) {
-  int64_t work = rows * cols;
-  if (act != LM_ACTIVATION_DEFAULT && act != LM_LINEAR) {
-    int64_t pieces = (rows + EPILOGUE_ROWS - 1) / EPILOGUE_ROWS;
-#pragma omp parallel for num_threads(lm__num_threads()) schedule(static) if (work > LM_PARALLEL_MIN)
-    for (int64_t p = 0; p < pieces; p++) {
-      int64_t r0 = p * EPILOGUE_ROWS, n = rows - r0 < EPILOGUE_ROWS ? rows - r0 : EPILOGUE_ROWS;
-      lm__act_grad_from_output(act, y + r0 * cols, dy + r0 * cols, n, cols);
+  int linear = act == LM_ACTIVATION_DEFAULT || act == LM_LINEAR;
+  if (db && cols > BIAS_MAX_COLUMNS) { /* rare: the derivative, then one serial pass of sums */
+    lm__bias_act_backward(act, y, dy, NULL, rows, cols);
+    add_column_sums(db, dy, rows, cols);
+    return;
+  }
+  if (linear && !db) return;
+  float partial[BIAS_PIECES][BIAS_MAX_COLUMNS];
+  int64_t pieces = db ? BIAS_PIECES : (rows + EPILOGUE_ROWS - 1) / EPILOGUE_ROWS;
+  /* One pass: each piece of rows takes the activation's derivative, then adds its rows. */
+#pragma omp parallel for num_threads(lm__num_threads()) schedule(static) if (rows * cols > LM_PARALLEL_MIN)
+  for (int64_t p = 0; p < pieces; p++) {
+    int64_t r0 = rows * p / pieces, r1 = rows * (p + 1) / pieces;
+    if (db) memset(partial[p], 0, (size_t)cols * sizeof(float));
+    for (int64_t r = r0; r < r1; r += EPILOGUE_ROWS) { /* in cache-sized steps */
+      int64_t n = r1 - r < EPILOGUE_ROWS ? r1 - r : EPILOGUE_ROWS;
+      if (!linear) lm__act_grad_from_output(act, y + r * cols, dy + r * cols, n, cols);
+      if (db) add_column_sums(partial[p], dy + r * cols, n, cols);
     }
   }
-  if (!db) return;
-  int64_t blocks = (cols + BIAS_COLUMNS - 1) / BIAS_COLUMNS;
-#pragma omp parallel for num_threads(lm__num_threads()) schedule(static) if (work > LM_PARALLEL_MIN)
-  for (int64_t b = 0; b < blocks; b++) {
-    int64_t c0 = b * BIAS_COLUMNS, c1 = c0 + BIAS_COLUMNS < cols ? c0 + BIAS_COLUMNS : cols;
-    add_column_sums(db, dy, rows, cols, c0, c1);
-  }
+  for (int64_t p = 0; db && p < pieces; p++)
+    for (int64_t c = 0; c < cols; c++) db[c] += partial[p][c];
 }
 
 /* Indexed by lm_activation. */
