@@ -5,6 +5,9 @@
 #include "ops/gemm.h"
 #include "core/threads.h"
 
+/* A 1x1 convolution's forward runs in blocks of about this many output floats (1 MB). */
+#define DIRECT_BLOCK_FLOATS ((int64_t)1 << 18)
+
 /* im2col works on chunks of output rows whose column block holds about this many floats
  * (4 MB): small enough to bound the scratch, large enough for an efficient GEMM. */
 #define COL_CHUNK_FLOATS ((int64_t)1 << 20)
@@ -269,17 +272,23 @@ static void conv_fwd(lm_plan *p, const lm_opnode *node) {
   const lm_activation act = (lm_activation)node->a.i[7];
   const int f = (int)g.f, kkc = (int)(g.kh * g.kw * g.c);
   if (is_direct(&g)) {
-    int64_t rows = g.n * g.oh * g.ow;
-    lm__sgemm(false, false, rows, f, g.c, 1.0f, x, g.c, k, f, 0.0f, y, f);
-    lm__bias_act_forward(act, b, y, rows, f);
+    /* In blocks of rows: each block's product is still in cache when its epilogue runs. */
+    int64_t rows = g.n * g.oh * g.ow, block = DIRECT_BLOCK_FLOATS / f + 1;
+    for (int64_t r0 = 0; r0 < rows; r0 += block) {
+      int64_t n = rows - r0 < block ? rows - r0 : block;
+      lm__sgemm(false, false, n, f, g.c, 1.0f, x + r0 * g.c, g.c, k, f, 0.0f, y + r0 * f, f);
+      lm__bias_act_forward(act, b, y + r0 * f, n, f);
+    }
     return;
   }
   if (is_window_rows(&g)) {
-    for (int64_t n = 0; n < g.n; n++)
+    for (int64_t n = 0; n < g.n; n++) {
+      float *yn = y + n * g.ow * f;
       for (int64_t j = 0; j < g.kw; j++)
         lm__sgemm(false, false, g.ow, f, g.c, 1.0f, x + (n * g.w + j) * g.c, g.sw * g.c, k + j * g.c * f, f,
-                  j ? 1.0f : 0.0f, y + n * g.ow * f, f);
-    lm__bias_act_forward(act, b, y, g.n * g.ow, f);
+                  j ? 1.0f : 0.0f, yn, f);
+      lm__bias_act_forward(act, b, yn, g.ow, f); /* while the sample's rows are in cache */
+    }
     return;
   }
   float *col = lm__f(p, node->out[1]);
