@@ -264,6 +264,29 @@ static void col2im_add(const geom *g, const float *restrict col, int64_t u0, int
   }
 }
 
+/* im2col and its adjoint over units [u0, u0 + count), on every thread. im2col's units are
+ * independent. col2im's units overlap in dx only within a sample and fewer than `reach`
+ * units apart, so it runs in two waves of pieces of `reach` units, even pieces then odd
+ * ones: pieces of one wave never touch the same dx row, and every dx element adds its
+ * contributions in the same order whatever the thread count. */
+static void im2col_threaded(const geom *g, const float *x, int64_t u0, int64_t count, float *col) {
+  const int64_t per = g->ow * g->kh * g->kw * g->c;
+#pragma omp parallel for num_threads(lm__num_threads()) schedule(static) if (count * per > LM_PARALLEL_MIN)
+  for (int64_t i = 0; i < count; i++) im2col(g, x, u0 + i, 1, col + i * per);
+}
+
+static void col2im_add_threaded(const geom *g, const float *col, int64_t u0, int64_t count, float *dx) {
+  const int64_t per = g->ow * g->kh * g->kw * g->c, reach = (g->kh - 1) * g->dh / g->sh + 1;
+  const int64_t pieces = (count + reach - 1) / reach;
+  for (int wave = 0; wave < 2; wave++) {
+#pragma omp parallel for num_threads(lm__num_threads()) schedule(static) if (count * per > LM_PARALLEL_MIN)
+    for (int64_t q = wave; q < pieces; q += 2) {
+      int64_t first = q * reach, n = count - first < reach ? count - first : reach;
+      col2im_add(g, col + first * per, u0 + first, n, dx);
+    }
+  }
+}
+
 static void conv_fwd(lm_plan *p, const lm_opnode *node) {
   geom g = plan_geom(p, node);
   const float *x = lm__f(p, node->in[0]), *k = lm__f(p, node->in[1]);
@@ -296,7 +319,7 @@ static void conv_fwd(lm_plan *p, const lm_opnode *node) {
   for (int64_t u0 = 0; u0 < units; u0 += chunk) {
     int64_t count = units - u0 < chunk ? units - u0 : chunk, rows = count * g.ow;
     float *yc = y + u0 * g.ow * f;
-    im2col(&g, x, u0, count, col);
+    im2col_threaded(&g, x, u0, count, col);
     lm__sgemm(false, false, rows, f, kkc, 1.0f, col, kkc, k, f, 0.0f, yc, f);
     lm__bias_act_forward(act, b, yc, rows, f);
   }
@@ -340,14 +363,14 @@ static void conv_bwd(lm_plan *p, const lm_opnode *node) {
     if (dk) {
       const float *col = saved;
       if (u0 != last) {
-        im2col(&g, x, u0, count, work);
+        im2col_threaded(&g, x, u0, count, work);
         col = work;
       }
       lm__sgemm(true, false, kkc, f, rows, 1.0f, col, kkc, dyc, f, 1.0f, dk, f);
     }
     if (dx) {
       lm__sgemm(false, true, rows, kkc, f, 1.0f, dyc, f, k, f, 0.0f, work, kkc);
-      col2im_add(&g, work, u0, count, dx);
+      col2im_add_threaded(&g, work, u0, count, dx);
     }
   }
 }
