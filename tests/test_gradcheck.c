@@ -397,6 +397,25 @@ static void test_dense(void **state) {
   }
 }
 
+/* The vectorized exp, sigmoid and tanh at the edges: NaN stays NaN (without converting NaN
+ * to an integer, which UBSan reports), infinities saturate. */
+static void test_activation_edges(void **state) {
+  (void)state;
+  const float x[6] = {NAN, INFINITY, -INFINITY, 1e30f, -1e30f, 0.0f};
+  float y[6];
+  lm__act_forward(LM_SIGMOID, x, y, 1, 6);
+  assert_true(isnan(y[0]));
+  assert_true(y[1] == 1.0f && y[3] == 1.0f && y[5] == 0.5f);
+  assert_true(y[2] >= 0.0f && y[2] < 1e-30f && y[4] >= 0.0f && y[4] < 1e-30f);
+  lm__act_forward(LM_TANH, x, y, 1, 6);
+  assert_true(isnan(y[0]));
+  assert_true(y[1] == 1.0f && y[2] == -1.0f && y[3] == 1.0f && y[4] == -1.0f && y[5] == 0.0f);
+  lm__act_forward(LM_SOFTMAX, (const float[]){NAN, 1.0f}, y, 1, 2);
+  assert_true(isnan(y[0]) && isnan(y[1]));
+  lm__act_forward(LM_SOFTMAX, (const float[]){1e30f, -1e30f, 0.0f}, y, 1, 3);
+  assert_true(y[0] == 1.0f && y[1] == 0.0f && y[2] == 0.0f);
+}
+
 /* ---- Dense with a fused activation (attrs i7) ---- */
 
 /* One dense op with act fused (fused = 1) or a dense op and an activation op; returns the
@@ -1135,6 +1154,7 @@ int main(void) {
       cmocka_unit_test(test_checker_rejects_broken_op),
       cmocka_unit_test(test_dense),
       cmocka_unit_test(test_dense_fused_activation),
+      cmocka_unit_test(test_activation_edges),
       cmocka_unit_test(test_activations),
       cmocka_unit_test(test_binary),
       cmocka_unit_test(test_mean_n),

@@ -11,9 +11,12 @@
  * polynomial for e^r, 2^n from the exponent bits; within 2 ulp of expf over its range.
  * Kernels that inline them (the recurrent cells) get the same bits as the activation op. */
 static inline float lm__exp_poly(float x) {
-  x = x < -87.3f ? -87.3f : x > 88.7f ? 88.7f : x;
-  float n = floorf(x * 1.44269504088896341f + 0.5f);
-  float r = x - n * 0.693359375f;
+  /* 2^n must stay a normal float (n in [-126, 127]): past the ends the answer is 0 or
+   * infinity, and just below overflow e^88.3 stands for the last 0.4 of the range. */
+  float xc = x < -87.3f ? -87.3f : x > 88.3f ? 88.3f : x;
+  float n = floorf(xc * 1.44269504088896341f + 0.5f);
+  n = n == n ? n : 0.0f; /* NaN in, NaN out (through r), without converting NaN to int */
+  float r = xc - n * 0.693359375f;
   r = r - n * -2.12194440e-4f;
   float p = 1.9875691500e-4f;
   p = p * r + 1.3981999507e-3f;
@@ -26,7 +29,8 @@ static inline float lm__exp_poly(float x) {
     int32_t i;
     float f;
   } scale = {.i = ((int32_t)n + 127) * (1 << 23)};
-  return p * scale.f;
+  float e = p * scale.f;
+  return x < -87.3f ? 0.0f : x > 88.72f ? INFINITY : e;
 }
 
 static inline float lm__sigmoid_poly(float x) { /* e^-|x| never overflows */
