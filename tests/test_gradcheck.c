@@ -220,7 +220,9 @@ static int gc_run(gc *t, const char *what, int loss, int training, double wrong_
     assert_non_null(analytic[k]);
     memcpy(analytic[k], lm__g(p, id), (size_t)n * sizeof(float));
   }
-  /* backward zeroes before it accumulates: a second run gives the same gradients */
+  /* backward zeroes before it accumulates: a second step gives the same gradients (backward
+   * runs once per forward, since it reuses the bytes of values it is done with) */
+  gc_eval(t);
   lm__plan_backward(p);
   for (int k = 0; k < t->n_feeds; k++)
     if (analytic[k])
