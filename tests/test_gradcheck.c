@@ -296,7 +296,7 @@ static void bad_square_bwd(lm_plan *p, const lm_opnode *node) {
   for (int64_t i = 0; i < lm__n(p, node->in[0]); i++) dx[i] += dy[i] * x[i];
 }
 
-static const lm_op_def bad_square = {"bad_square", 1, bad_square_shape, bad_square_fwd, bad_square_bwd, 0, false};
+static const lm_op_def bad_square = {"bad_square", 1, bad_square_shape, bad_square_fwd, bad_square_bwd, 0, false, 0, 0};
 
 static int dense_graph(gc *t) {
   int x = gc_input(t, LM_SHAPE(4, 3), -1, 1);

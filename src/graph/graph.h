@@ -54,7 +54,17 @@ typedef struct lm_op_def {
   /* The op applies attrs i7 (an lm_activation, 0 for none) to its first output in place,
    * and backward takes that activation's derivative from the output (lm__act_fusable). */
   bool fuses_activation;
+  /* Values backward never reads (LM_UNREAD_IN(i): input i, LM_UNREAD_OUT(k): output k), so
+   * that plans can reuse their bytes before this op's backward; 0: it may read them all. */
+  unsigned backward_unread;
+  /* Bit k: output k is a scratch that forward and backward each fill before reading it and
+   * that nothing else reads: it lives only during this op's forward and its backward. */
+  unsigned scratch_outputs;
 } lm_op_def;
+
+#define LM_UNREAD_IN(i) (1u << (i))
+#define LM_UNREAD_OUT(k) (1u << (16 + (k)))
+#define LM_UNREAD_ALL (~0u)
 
 struct lm_opnode {
   const lm_op_def *def;

@@ -8,9 +8,11 @@ static size_t align64(size_t n) { return (n + 63) & ~(size_t)63; }
 static size_t value_bytes(const lm_plan *p, int v) { return align64((size_t)lm_shape_size(p->shapes[v]) * 4); }
 
 /* A buffer's life in steps of the plan's clock: forward op o runs at step o, the backward
- * of op o at step 2n-1-o (n ops). It owns its bytes from `birth` to `death`, both included. */
+ * of op o at step 2n-1-o (n ops). It owns its bytes from `birth` to `death`, both included,
+ * and from `birth2` to `death2` (a scratch's second use, in backward; empty if birth2 >
+ * death2). */
 typedef struct life {
-  int birth, death;
+  int birth, death, birth2, death2;
   int value, grad; /* which buffer: value's data (grad 0) or its gradient (grad 1) */
   size_t size, off;
 } life;
@@ -21,6 +23,13 @@ static int by_size(const void *a, const void *b) {
   if (x->size != y->size) return x->size < y->size ? 1 : -1;
   if (x->value != y->value) return x->value < y->value ? -1 : 1;
   return x->grad - y->grad;
+}
+
+static int meet(int b1, int d1, int b2, int d2) { return b1 <= d1 && b2 <= d2 && b1 <= d2 && b2 <= d1; }
+
+static int lives_meet(const life *a, const life *b) {
+  return meet(a->birth, a->death, b->birth, b->death) || meet(a->birth, a->death, b->birth2, b->death2) ||
+         meet(a->birth2, a->death2, b->birth, b->death) || meet(a->birth2, a->death2, b->birth2, b->death2);
 }
 
 /* Lays out the arena: see the comment on lm_plan in graph.h. */
@@ -64,28 +73,36 @@ static int assign_buffers(lm_plan *p, const char *needs_grad) {
   }
 
   /* Activations. A value is born at its producer's forward and read by its consumers'
-   * forwards; an op's backward may read any of its inputs and outputs, so a value lives on
-   * until the backward of the earliest op among its producer and consumers whose backward
-   * runs (the last of them to run). Inputs, targets and kept values live through the
-   * whole run; with LM_PLAN_KEEP_ACTIVATIONS so does every value of a training plan, so
-   * that backward can run again on one forward. */
+   * forwards; an op's backward may read any of its inputs and outputs (less those its
+   * backward_unread names), so a value lives on until the backward of the earliest op
+   * among its producer and consumers whose backward runs and reads it (the last of them
+   * to run). An op's scratch output lives only during the op's forward and its backward.
+   * Inputs, targets and kept values live through the whole run; with
+   * LM_PLAN_KEEP_ACTIVATIONS so does every value of a training plan, so that backward can
+   * run again on one forward. */
   for (int v = 0; v < nv; v++) {
     const lm_value *val = &g->vals[v];
     if (val->kind == LM_VALUE_PARAM) continue;
-    life l = {.birth = -1, .death = end, .value = v, .size = value_bytes(p, v)};
+    life l = {.birth = -1, .death = end, .birth2 = 1, .death2 = 0, .value = v, .size = value_bytes(p, v)};
     if (val->kind == LM_VALUE_TEMP) {
-      int P = val->producer;
+      int P = val->producer, kp = 0;
+      const lm_opnode *prod = &g->ops[P];
+      while (prod->out[kp] != v) kp++;
       l.birth = P;
       if (!val->keep && !(training && (p->flags & LM_PLAN_KEEP_ACTIVATIONS))) {
         l.death = last_use[v] > P ? last_use[v] : P;
         int first_reader = -1; /* earliest op, in forward order, whose backward reads v */
-        if (bwd_runs[P]) first_reader = P;
+        if (bwd_runs[P] && !(prod->def->backward_unread & LM_UNREAD_OUT(kp))) first_reader = P;
         for (int o = P + 1; first_reader < 0 && o <= last_use[v]; o++) {
           if (!bwd_runs[o]) continue;
           for (int i = 0; i < g->ops[o].n_in; i++)
-            if (g->ops[o].in[i] == v) first_reader = o;
+            if (g->ops[o].in[i] == v && !(g->ops[o].def->backward_unread & LM_UNREAD_IN(i))) first_reader = o;
         }
         if (first_reader >= 0) l.death = 2 * n - 1 - first_reader;
+        if ((prod->def->scratch_outputs & (1u << kp)) && last_use[v] < 0) {
+          l.death = P;
+          if (bwd_runs[P]) l.birth2 = l.death2 = 2 * n - 1 - P;
+        }
       }
     }
     lives[n_lives++] = l;
@@ -93,7 +110,7 @@ static int assign_buffers(lm_plan *p, const char *needs_grad) {
   for (int v = 0; v < nv; v++)
     if (p->grad_birth[v] >= 0)
       lives[n_lives++] = (life){.birth = 2 * n - 1 - p->grad_birth[v], .death = 2 * n - 1 - g->vals[v].producer,
-                                .value = v, .grad = 1, .size = value_bytes(p, v)};
+                                .birth2 = 1, .death2 = 0, .value = v, .grad = 1, .size = value_bytes(p, v)};
 
   /* Offsets, largest buffer first (greedy by size): each goes into the smallest gap that
    * fits it among the buffers already placed whose lives meet its own, else above them.
@@ -107,7 +124,7 @@ static int assign_buffers(lm_plan *p, const char *needs_grad) {
     int pos = n_placed;
     for (int j = 0; j < n_placed; j++) {
       const life *m = &lives[placed[j]];
-      if (m->birth > l->death || l->birth > m->death) continue;
+      if (!lives_meet(l, m)) continue;
       if (m->off >= at && m->off - at >= l->size && m->off - at < best_gap) best = at, best_gap = m->off - at;
       if (m->off + m->size > at) at = m->off + m->size;
     }
