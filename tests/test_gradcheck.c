@@ -220,7 +220,9 @@ static int gc_run(gc *t, const char *what, int loss, int training, double wrong_
     assert_non_null(analytic[k]);
     memcpy(analytic[k], lm__g(p, id), (size_t)n * sizeof(float));
   }
-  /* backward zeroes before it accumulates: a second run gives the same gradients */
+  /* backward zeroes before it accumulates: a second step gives the same gradients (backward
+   * runs once per forward, since it reuses the bytes of values it is done with) */
+  gc_eval(t);
   lm__plan_backward(p);
   for (int k = 0; k < t->n_feeds; k++)
     if (analytic[k])
@@ -294,7 +296,7 @@ static void bad_square_bwd(lm_plan *p, const lm_opnode *node) {
   for (int64_t i = 0; i < lm__n(p, node->in[0]); i++) dx[i] += dy[i] * x[i];
 }
 
-static const lm_op_def bad_square = {"bad_square", 1, bad_square_shape, bad_square_fwd, bad_square_bwd, 0, false};
+static const lm_op_def bad_square = {"bad_square", 1, bad_square_shape, bad_square_fwd, bad_square_bwd, 0, false, 0, 0};
 
 static int dense_graph(gc *t) {
   int x = gc_input(t, LM_SHAPE(4, 3), -1, 1);

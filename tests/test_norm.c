@@ -63,7 +63,7 @@ static void vdot_bwd(lm_plan *p, const lm_opnode *node) {
     for (int64_t i = 0; i < lm__n(p, node->in[0]); i++) dy[i] += dz * r[i];
 }
 
-static const lm_op_def vdot_op = {"vdot", 1, vdot_shape, vdot_fwd, vdot_bwd, 0, false};
+static const lm_op_def vdot_op = {"vdot", 1, vdot_shape, vdot_fwd, vdot_bwd, 0, false, 0, 0};
 
 /* ---- The gradient checker ---- */
 

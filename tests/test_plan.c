@@ -68,7 +68,8 @@ static void test_inference_shares_activations(void **state) {
   assert_int_equal(train->err.code, LM_OK);
   /* Inference: the chain's activations fit in a few buffers. */
   assert_true(infer->arena_bytes - bytes_of(infer, 0, 0) < bytes_of(infer, 1, 0) / 3);
-  /* Training keeps every activation, but intermediate gradients share buffers. */
+  /* Training keeps activations until backward is done with them, and intermediate
+   * gradients share buffers. */
   size_t kept = bytes_of(train, 0, 0) + bytes_of(train, 1, 0) + bytes_of(train, 0, 1);
   assert_true(train->arena_bytes - kept < bytes_of(train, 1, 1) / 3);
   fill(infer, x, t, kernels);
@@ -107,10 +108,49 @@ static void test_shared_gradients_repeat(void **state) {
   lm__graph_free(g);
 }
 
+
+/* Over the whole step, gradients take the bytes of activations that backward is done
+ * with: a training plan needs less than one that keeps every activation to the end, with
+ * the same loss and gradients, bit for bit. */
+static void test_training_shares_activations_with_gradients(void **state) {
+  (void)state;
+  int x, t, kernels[DEPTH], out, loss;
+  lm_graph *g = deep_chain(&x, &t, kernels, &out, &loss);
+  lm_shape *shapes = input_shapes(g);
+  lm_plan *p = lm__plan_new(g, shapes, 1, loss);
+  lm_plan *q = lm__plan_new_flags(g, shapes, 1, loss, LM_PLAN_KEEP_ACTIVATIONS);
+  assert_int_equal(p->err.code, LM_OK);
+  assert_int_equal(q->err.code, LM_OK);
+  /* Backward's first op needs every activation and one fresh gradient; after that each
+   * intermediate gradient fits where an activation backward is done with was, so the 12
+   * intermediate gradients cost one activation's bytes in all (before: two, and a plan
+   * keeping every activation still needs them). */
+  size_t data = bytes_of(p, 0, 0) + bytes_of(p, 1, 0), kept_grads = p->kept_grad_bytes; /* kernels', loss's */
+  size_t one = (size_t)ROWS * WIDTH * sizeof(float); /* an activation, or its gradient */
+  assert_true(bytes_of(p, 1, 1) - 64 == 12 * one);    /* the intermediate gradients */
+  assert_true(p->arena_bytes == data + kept_grads + one);
+  assert_true(q->arena_bytes >= data + kept_grads + 2 * one);
+  for (int k = 0; k < 2; k++) {
+    lm_plan *r = k ? q : p;
+    fill(r, x, t, kernels);
+    lm__plan_forward(r);
+    lm__plan_backward(r);
+  }
+  assert_true(lm__f(p, loss)[0] == lm__f(q, loss)[0]);
+  assert_memory_equal(lm__f(p, out), lm__f(q, out), one);
+  for (int d = 0; d < DEPTH; d++)
+    assert_memory_equal(lm__g(p, kernels[d]), lm__g(q, kernels[d]), WIDTH * WIDTH * sizeof(float));
+  free(shapes);
+  lm__plan_free(p);
+  lm__plan_free(q);
+  lm__graph_free(g);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_inference_shares_activations),
       cmocka_unit_test(test_shared_gradients_repeat),
+      cmocka_unit_test(test_training_shares_activations_with_gradients),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }

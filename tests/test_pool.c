@@ -66,7 +66,7 @@ static void dot_r_bwd(lm_plan *p, const lm_opnode *node) {
   for (int64_t i = 0; i < r->n; i++) dy[i] += dz * r->f[i];
 }
 
-static const lm_op_def dot_r_op = {"dot_r", 1, dot_r_shape, dot_r_fwd, dot_r_bwd, 0, false};
+static const lm_op_def dot_r_op = {"dot_r", 1, dot_r_shape, dot_r_fwd, dot_r_bwd, 0, false, 0, 0};
 
 /* ---- Gradient checks of the ops ---- */
 

@@ -75,7 +75,7 @@ static void dot_bwd(lm_plan *p, const lm_opnode *node) {
   for (int64_t i = 0; i < r->n; i++) dy[i] += dz * r->v[i];
 }
 
-static const lm_op_def dot_op = {"dot_r", 1, dot_shape, dot_fwd, dot_bwd, 0, false};
+static const lm_op_def dot_op = {"dot_r", 1, dot_shape, dot_fwd, dot_bwd, 0, false, 0, 0};
 
 static const float ONES[LM_MAX_OP_IO] = {1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1};
 

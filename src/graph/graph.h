@@ -54,7 +54,17 @@ typedef struct lm_op_def {
   /* The op applies attrs i7 (an lm_activation, 0 for none) to its first output in place,
    * and backward takes that activation's derivative from the output (lm__act_fusable). */
   bool fuses_activation;
+  /* Values backward never reads (LM_UNREAD_IN(i): input i, LM_UNREAD_OUT(k): output k), so
+   * that plans can reuse their bytes before this op's backward; 0: it may read them all. */
+  unsigned backward_unread;
+  /* Bit k: output k is a scratch that forward and backward each fill before reading it and
+   * that nothing else reads: it lives only during this op's forward and its backward. */
+  unsigned scratch_outputs;
 } lm_op_def;
+
+#define LM_UNREAD_IN(i) (1u << (i))
+#define LM_UNREAD_OUT(k) (1u << (16 + (k)))
+#define LM_UNREAD_ALL (~0u)
 
 struct lm_opnode {
   const lm_op_def *def;
@@ -97,10 +107,15 @@ LM_INTERNAL int lm__emit_activated(lm_graph *g, const lm_op_def *def, const int 
 
 /* A plan binds a graph to concrete input shapes: every value gets its shape and a buffer
  * from one arena, and values on the path from trainable weights to `loss` get gradient
- * buffers. Buffers are shared between values whose lifetimes do not overlap: activations
- * in inference plans (a training plan keeps them for backward), and gradients of
- * intermediate values, which live from their last consumer's backward to their
- * producer's. Built once per input shape; running it allocates nothing. */
+ * buffers. Buffers are shared between buffers whose lifetimes do not overlap, over the
+ * whole step (forward op o at step o, then op o's backward at step 2n-1-o): a value lives
+ * from its producer's forward to its last forward use or, in training, to the last
+ * backward that may read it (an op's backward may read all its inputs and outputs); an
+ * intermediate value's gradient lives from its last consumer's backward to its
+ * producer's. So gradients reuse the bytes of activations backward is done with, and
+ * backward runs once per forward. Gradients of weights, of inputs that asked and of the
+ * loss sit apart and are zeroed together at the start of backward. Built once per input
+ * shape; running it allocates nothing. */
 struct lm_plan {
   lm_graph *g;
   int training;   /* dropout active, batch statistics, gradients */
@@ -112,6 +127,7 @@ struct lm_plan {
   size_t kept_grad_offset, kept_grad_bytes; /* gradients zeroed once per backward */
   int *grad_birth; /* per value: the op whose backward first writes a shared gradient, else -1 */
   int loss;       /* value seeded with gradient 1 in backward, -1 for none */
+  unsigned flags; /* LM_PLAN_* */
   uint64_t step;  /* advances each run, keys the dropout streams */
   uint64_t seed;
   lm_error err; /* also set by an op that meets bad data while running (an index out of range) */
@@ -120,9 +136,17 @@ struct lm_plan {
 /* in_shapes: the concrete shape of every INPUT and TARGET value, indexed by value id
  * (other entries ignored). loss < 0 builds a forward-only plan. */
 LM_INTERNAL lm_plan *lm__plan_new(lm_graph *g, const lm_shape *in_shapes, int training, int loss);
+/* Every value of a training plan lives through the whole step, as if nothing read by
+ * backward were shared: backward may run several times on one forward (tests of an op's
+ * backward), at the cost of memory. */
+#define LM_PLAN_KEEP_ACTIVATIONS 1u
+LM_INTERNAL lm_plan *lm__plan_new_flags(lm_graph *g, const lm_shape *in_shapes, int training, int loss,
+                                        unsigned flags);
 LM_INTERNAL void lm__plan_free(lm_plan *p);
 LM_INTERNAL void lm__plan_forward(lm_plan *p);
-/* Zeroes the gradients, seeds d(loss) = 1 and runs every backward in reverse order. */
+/* Zeroes the gradients, seeds d(loss) = 1 and runs every backward in reverse order. Once
+ * per forward: backward reuses the bytes of values it is done with (unless the plan was
+ * built with LM_PLAN_KEEP_ACTIVATIONS). */
 LM_INTERNAL void lm__plan_backward(lm_plan *p);
 
 static inline float *lm__f(lm_plan *p, int v) { return (float *)p->data[v]; }

@@ -247,4 +247,4 @@ static void act_bwd(lm_plan *p, const lm_opnode *node) {
                    lm__g(p, node->out[0]), dx, rows, cols);
 }
 
-const lm_op_def lm__op_activation = {"activation", 1, act_shape, act_fwd, act_bwd, 0, false};
+const lm_op_def lm__op_activation = {"activation", 1, act_shape, act_fwd, act_bwd, 0, false, 0, 0};

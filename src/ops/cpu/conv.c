@@ -145,8 +145,9 @@ static lm_status conv_shape(const lm_attrs *a, const lm_shape *in, const lm_dtyp
   if (st != LM_OK) return st;
   out[0] = out_shape(&g, g.f);
   /* The scratch: (2, output rows per chunk, output columns, kh * kw * c), where an output
-   * row is one (sample, oh). Half 0 holds the forward's columns, half 1 is backward's work
-   * area. */
+   * row is one (sample, oh). Half 0 holds the columns, half 1 is backward's work area.
+   * Nothing in it lasts from forward to backward (a scratch output: plans share its bytes
+   * in between). */
   if (is_direct(&g) || is_window_rows(&g)) out[1] = LM_SHAPE(1);
   else {
     int64_t kkc = g.kh * g.kw * g.c, chunk = LM_NONE;
@@ -353,19 +354,14 @@ static void conv_bwd(lm_plan *p, const lm_opnode *node) {
   }
   lm_shape ss = p->shapes[node->out[1]];
   int64_t chunk = ss.dim[1];
-  /* Half 0 still holds the forward's last chunk; other chunks are rebuilt in half 1, which
-   * then takes the column gradients. Half 0 is never written, so backward can run twice. */
-  float *saved = lm__f(p, node->out[1]), *work = saved + lm_shape_size(ss) / 2;
-  int64_t last = (units - 1) / chunk * chunk;
+  /* The scratch is the plan's to share between forward and backward (scratch_outputs):
+   * every chunk's columns are rebuilt in half 0; half 1 takes the column gradients. */
+  float *col = lm__f(p, node->out[1]), *work = col + lm_shape_size(ss) / 2;
   for (int64_t u0 = 0; u0 < units; u0 += chunk) {
     int64_t count = units - u0 < chunk ? units - u0 : chunk, rows = count * g.ow;
     const float *dyc = dy + u0 * g.ow * f;
     if (dk) {
-      const float *col = saved;
-      if (u0 != last) {
-        im2col_threaded(&g, x, u0, count, work);
-        col = work;
-      }
+      im2col_threaded(&g, x, u0, count, col);
       lm__sgemm(true, false, kkc, f, rows, 1.0f, col, kkc, dyc, f, 1.0f, dk, f);
     }
     if (dx) {
@@ -375,7 +371,7 @@ static void conv_bwd(lm_plan *p, const lm_opnode *node) {
   }
 }
 
-const lm_op_def lm__op_conv = {"conv", 2, conv_shape, conv_fwd, conv_bwd, 1u << 1, true};
+const lm_op_def lm__op_conv = {"conv", 2, conv_shape, conv_fwd, conv_bwd, 1u << 1, true, 0, 1u << 1};
 
 /* ---- Depthwise convolution ----
  *
@@ -657,4 +653,5 @@ static void depthwise_bwd(lm_plan *p, const lm_opnode *node) {
   }
 }
 
-const lm_op_def lm__op_depthwise_conv = {"depthwise_conv", 2, depthwise_shape, depthwise_fwd, depthwise_bwd, 1u << 1, false};
+const lm_op_def lm__op_depthwise_conv = {"depthwise_conv", 2, depthwise_shape, depthwise_fwd, depthwise_bwd, 1u << 1,
+                                         false, LM_UNREAD_OUT(0), 1u << 1};

@@ -59,4 +59,4 @@ static void dense_bwd(lm_plan *p, const lm_opnode *node) {
   if (dw) lm__sgemm(true, false, k, units, rows, 1.0f, lm__f(p, node->in[0]), k, dy, units, 1.0f, dw, units);
 }
 
-const lm_op_def lm__op_dense = {"dense", 1, dense_shape, dense_fwd, dense_bwd, 0, true};
+const lm_op_def lm__op_dense = {"dense", 1, dense_shape, dense_fwd, dense_bwd, 0, true, 0, 0};

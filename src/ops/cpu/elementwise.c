@@ -94,7 +94,7 @@ static void binary_bwd(lm_plan *p, const lm_opnode *node) {
   }
 }
 
-const lm_op_def lm__op_binary = {"binary", 1, binary_shape, binary_fwd, binary_bwd, 0, false};
+const lm_op_def lm__op_binary = {"binary", 1, binary_shape, binary_fwd, binary_bwd, 0, false, 0, 0};
 
 /* Average of n same-shape inputs. */
 static lm_status mean_shape(const lm_attrs *a, const lm_shape *in, const lm_dtype *dt, int n, lm_shape *out,
@@ -137,7 +137,7 @@ static void mean_bwd(lm_plan *p, const lm_opnode *node) {
   }
 }
 
-const lm_op_def lm__op_mean_n = {"average", 1, mean_shape, mean_fwd, mean_bwd, 0, false};
+const lm_op_def lm__op_mean_n = {"average", 1, mean_shape, mean_fwd, mean_bwd, 0, false, LM_UNREAD_ALL, 0};
 
 /* Dropout: attrs f0 = rate, i0 = seed. Output 1 is the scaled keep mask, saved for backward. */
 static lm_status dropout_shape(const lm_attrs *a, const lm_shape *in, const lm_dtype *dt, int n, lm_shape *out,
@@ -180,7 +180,8 @@ static void dropout_bwd(lm_plan *p, const lm_opnode *node) {
   for (int64_t i = 0; i < n; i++) dx[i] += active ? dy[i] * mask[i] : dy[i];
 }
 
-const lm_op_def lm__op_dropout = {"dropout", 2, dropout_shape, dropout_fwd, dropout_bwd, 1u << 1, false};
+const lm_op_def lm__op_dropout = {"dropout", 2, dropout_shape, dropout_fwd, dropout_bwd, 1u << 1, false,
+                                  LM_UNREAD_IN(0) | LM_UNREAD_OUT(0), 0};
 
 static lm_status identity_shape(const lm_attrs *a, const lm_shape *in, const lm_dtype *dt, int n,
                                 lm_shape *out, lm_dtype *odt, char *err, size_t len) {
@@ -201,4 +202,4 @@ static void identity_bwd(lm_plan *p, const lm_opnode *node) {
   for (int64_t i = 0; i < n; i++) dx[i] += dy[i];
 }
 
-const lm_op_def lm__op_identity = {"identity", 1, identity_shape, identity_fwd, identity_bwd, 0, false};
+const lm_op_def lm__op_identity = {"identity", 1, identity_shape, identity_fwd, identity_bwd, 0, false, LM_UNREAD_ALL, 0};

@@ -62,7 +62,7 @@ static void embedding_bwd(lm_plan *p, const lm_opnode *node) {
   }
 }
 
-const lm_op_def lm__op_embedding = {"embedding", 1, embedding_shape, embedding_fwd, embedding_bwd, 0, false};
+const lm_op_def lm__op_embedding = {"embedding", 1, embedding_shape, embedding_fwd, embedding_bwd, 0, false, 0, 0};
 
 static lm_status index_mask_shape(const lm_attrs *a, const lm_shape *in, const lm_dtype *dt, int n, lm_shape *out,
                                   lm_dtype *odt, char *err, size_t len) {
@@ -82,4 +82,4 @@ static void index_mask_fwd(lm_plan *p, const lm_opnode *node) {
   for (int64_t i = 0; i < n; i++) m[i] = idx[i] != 0 ? 1.0f : 0.0f;
 }
 
-const lm_op_def lm__op_index_mask = {"index_mask", 1, index_mask_shape, index_mask_fwd, NULL, 0, false};
+const lm_op_def lm__op_index_mask = {"index_mask", 1, index_mask_shape, index_mask_fwd, NULL, 0, false, 0, 0};

@@ -63,7 +63,7 @@ static void loss_bwd(lm_plan *p, const lm_opnode *node) {
   for (int64_t i = 0; i < n; i++) dpred[i] += dy * saved[i];
 }
 
-const lm_op_def lm__op_loss = {"loss", 2, loss_shape, loss_fwd, loss_bwd, 1u << 1, false};
+const lm_op_def lm__op_loss = {"loss", 2, loss_shape, loss_fwd, loss_bwd, 1u << 1, false, 0, 0};
 
 /* in: n scalars; a.p: const float weights[n]. */
 static lm_status wsum_shape(const lm_attrs *a, const lm_shape *in, const lm_dtype *dt, int n, lm_shape *out,
@@ -87,4 +87,4 @@ static void wsum_bwd(lm_plan *p, const lm_opnode *node) {
     if (lm__g(p, node->in[k])) lm__g(p, node->in[k])[0] += w[k] * dy;
 }
 
-const lm_op_def lm__op_weighted_sum = {"weighted_sum", 1, wsum_shape, wsum_fwd, wsum_bwd, 0, false};
+const lm_op_def lm__op_weighted_sum = {"weighted_sum", 1, wsum_shape, wsum_fwd, wsum_bwd, 0, false, LM_UNREAD_ALL, 0};

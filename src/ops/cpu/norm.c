@@ -357,7 +357,7 @@ static void bn_bwd(lm_plan *p, const lm_opnode *node) {
   }
 }
 
-const lm_op_def lm__op_batch_norm = {"batch_norm", 2, bn_shape, bn_fwd, bn_bwd, 1u << 1, false};
+const lm_op_def lm__op_batch_norm = {"batch_norm", 2, bn_shape, bn_fwd, bn_bwd, 1u << 1, false, 0, 0};
 
 /* ---- Layer normalization ---- */
 
@@ -514,4 +514,4 @@ static void ln_bwd(lm_plan *p, const lm_opnode *node) {
   }
 }
 
-const lm_op_def lm__op_layer_norm = {"layer_norm", 2, ln_shape, ln_fwd, ln_bwd, 1u << 1, false};
+const lm_op_def lm__op_layer_norm = {"layer_norm", 2, ln_shape, ln_fwd, ln_bwd, 1u << 1, false, 0, 0};

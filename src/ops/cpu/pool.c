@@ -217,7 +217,7 @@ static void max_pool_bwd(lm_plan *p, const lm_opnode *node) {
   }
 }
 
-const lm_op_def lm__op_max_pool = {"max_pool", 2, max_pool_shape, max_pool_fwd, max_pool_bwd, 1u << 1, false};
+const lm_op_def lm__op_max_pool = {"max_pool", 2, max_pool_shape, max_pool_fwd, max_pool_bwd, 1u << 1, false, 0, 0};
 
 LM_VECTORIZE static void avg_fwd_samples(const pool_geom *g, const float *x, float *y, int64_t b0, int64_t b1) {
   int64_t c = g->c;
@@ -279,7 +279,7 @@ static void avg_pool_bwd(lm_plan *p, const lm_opnode *node) {
   for (int64_t b = 0; b < g.batch; b++) avg_bwd_samples(&g, dx, dy, b, b + 1);
 }
 
-const lm_op_def lm__op_avg_pool = {"avg_pool", 1, pool_shape_common, avg_pool_fwd, avg_pool_bwd, 0, false};
+const lm_op_def lm__op_avg_pool = {"avg_pool", 1, pool_shape_common, avg_pool_fwd, avg_pool_bwd, 0, false, LM_UNREAD_ALL, 0};
 
 /* Scatters each output's gradient onto its argmax (an offset within the sample). */
 static void scatter_argmax(float *dx, const float *dy, const int32_t *arg, int64_t batch, int64_t in_per_sample,
@@ -389,7 +389,7 @@ static void global_max_bwd(lm_plan *p, const lm_opnode *node) {
 }
 
 const lm_op_def lm__op_global_max_pool = {"global_max_pool", 2, global_max_shape, global_max_fwd, global_max_bwd,
-                                          1u << 1, false};
+                                          1u << 1, false, 0, 0};
 
 /* Mask entry s of row b as a keep flag; the mask may be float32 or int32. */
 static bool mask_keep(const void *mask, bool is_int, int64_t i) {
@@ -450,4 +450,5 @@ static void global_avg_bwd(lm_plan *p, const lm_opnode *node) {
   }
 }
 
-const lm_op_def lm__op_global_avg_pool = {"global_avg_pool", 1, global_avg_shape, global_avg_fwd, global_avg_bwd, 0, false};
+const lm_op_def lm__op_global_avg_pool = {"global_avg_pool", 1, global_avg_shape, global_avg_fwd, global_avg_bwd, 0, false,
+                                          LM_UNREAD_IN(0) | LM_UNREAD_OUT(0), 0};

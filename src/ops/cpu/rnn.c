@@ -387,7 +387,7 @@ static void lstm_bwd(lm_plan *p, const lm_opnode *node) {
   if (q.dbias) add_colsum(q.dbias, dZ, q.B * q.T, G);
 }
 
-const lm_op_def lm__op_lstm = {"lstm", LSTM_NOUT, lstm_shape, lstm_fwd, lstm_bwd, ~0u << LSTM_Z, false};
+const lm_op_def lm__op_lstm = {"lstm", LSTM_NOUT, lstm_shape, lstm_fwd, lstm_bwd, ~0u << LSTM_Z, false, 0, 0};
 
 /* ---- GRU: z, r = ract(x W_zr + b_zr + h W_rzr (+ b_rzr));
  *      reset_after: hh = act(x W_h + b_h + r * (h W_rh + b_rh)); else act(x W_h + b_h + (r * h) W_rh);
@@ -534,7 +534,7 @@ static void gru_bwd(lm_plan *p, const lm_opnode *node) {
   }
 }
 
-const lm_op_def lm__op_gru = {"gru", GRU_NOUT, gru_shape, gru_fwd, gru_bwd, ~0u << GRU_Z, false};
+const lm_op_def lm__op_gru = {"gru", GRU_NOUT, gru_shape, gru_fwd, gru_bwd, ~0u << GRU_Z, false, 0, 0};
 
 /* ---- SimpleRNN: h = act(x W + h_prev W_r + b) ---- */
 
@@ -597,7 +597,7 @@ static void simple_bwd(lm_plan *p, const lm_opnode *node) {
   if (q.dbias) add_colsum(q.dbias, dZ, q.B * q.T, U);
 }
 
-const lm_op_def lm__op_simple_rnn = {"simple_rnn", SRNN_NOUT, simple_shape, simple_fwd, simple_bwd, ~0u << SRNN_Z, false};
+const lm_op_def lm__op_simple_rnn = {"simple_rnn", SRNN_NOUT, simple_shape, simple_fwd, simple_bwd, ~0u << SRNN_Z, false, 0, 0};
 
 /* ---- Reversing the steps axis ---- */
 
@@ -635,4 +635,5 @@ static void reverse_bwd(lm_plan *p, const lm_opnode *node) {
   if (lm__g(p, node->in[0])) reverse_run(p, node, 1);
 }
 
-const lm_op_def lm__op_reverse_steps = {"reverse_steps", 1, reverse_shape, reverse_fwd, reverse_bwd, 0, false};
+const lm_op_def lm__op_reverse_steps = {"reverse_steps", 1, reverse_shape, reverse_fwd, reverse_bwd, 0, false,
+                                        LM_UNREAD_ALL, 0};

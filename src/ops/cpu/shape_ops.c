@@ -54,7 +54,7 @@ static void copy_bwd(lm_plan *p, const lm_opnode *node) {
   for (int64_t i = 0; i < n; i++) dx[i] += dy[i];
 }
 
-const lm_op_def lm__op_reshape = {"reshape", 1, reshape_shape, copy_fwd, copy_bwd, 0, false};
+const lm_op_def lm__op_reshape = {"reshape", 1, reshape_shape, copy_fwd, copy_bwd, 0, false, LM_UNREAD_ALL, 0};
 
 /* attrs: i0 = axis (negative counts from the end). */
 static int concat_axis(const lm_attrs *a, int rank) { return a->i[0] < 0 ? rank + (int)a->i[0] : (int)a->i[0]; }
@@ -116,4 +116,4 @@ static void concat_run(lm_plan *p, const lm_opnode *node, int backward) {
 static void concat_fwd(lm_plan *p, const lm_opnode *node) { concat_run(p, node, 0); }
 static void concat_bwd(lm_plan *p, const lm_opnode *node) { concat_run(p, node, 1); }
 
-const lm_op_def lm__op_concat = {"concatenate", 1, concat_shape, concat_fwd, concat_bwd, 0, false};
+const lm_op_def lm__op_concat = {"concatenate", 1, concat_shape, concat_fwd, concat_bwd, 0, false, LM_UNREAD_ALL, 0};
