@@ -611,10 +611,14 @@ static lm_history *fit_loop(lm_model *m, feeder *tf, feeder *vf, const lm_fit_op
     if (lm__history_append(h, &logs)) goto fail;
   }
   EACH_CALLBACK(cbs, on_train_end, &logs);
+  /* The next fit starts with new plans anyway: give their memory back now, so that a
+   * predict or evaluate after fit does not hold both. */
+  drop_plans(c->train);
   free_views(val_views);
   free(t);
   return h;
 fail:
+  drop_plans(c->train);
   free_views(val_views);
   free(t);
   lm_history_free(h);
