@@ -126,13 +126,17 @@ static int is_direct(const geom *g) { /* a 1x1 kernel with stride 1: y = x W */
   return g->kh == 1 && g->kw == 1 && g->sh == 1 && g->sw == 1;
 }
 
-/* A 1D convolution with dilation 1 whose windows all lie inside the input (valid padding,
- * or same padding that pads nothing): tap j of every window reads rows t * stride + j of
- * the sample, a matrix with row stride stride * c, so one GEMM per tap computes that tap's
- * share of the output (and of the gradients) without an im2col copy. */
+/* A 1D convolution with stride 1 and dilation 1 whose windows all lie inside the input
+ * (valid padding, or same padding that pads nothing). Read the whole batch as one sequence
+ * of n * w rows: tap j of the window at row t is row t + j, so one GEMM per tap over all
+ * n * w - kw + 1 positions computes that tap's share, with no im2col copy. Positions whose
+ * window crosses into the next sample are computed and thrown away (kw - 1 of every w):
+ * the scratch (n * w, filters) holds the positions, and the output takes each sample's
+ * first ow of them; in backward the scratch holds dy at the same positions and zeros at
+ * the others. */
 static int is_window_rows(const geom *g) {
-  return g->spatial_rank == 1 && g->dw == 1 && g->pl == 0 && g->ow > 0 && g->w >= 0 &&
-         (g->ow - 1) * g->sw + g->kw <= g->w;
+  return g->spatial_rank == 1 && g->sw == 1 && g->dw == 1 && g->pl == 0 && g->ow > 0 && g->w >= 0 &&
+         g->ow - 1 + g->kw <= g->w;
 }
 
 
@@ -148,7 +152,8 @@ static lm_status conv_shape(const lm_attrs *a, const lm_shape *in, const lm_dtyp
    * row is one (sample, oh). Half 0 holds the columns, half 1 is backward's work area.
    * Nothing in it lasts from forward to backward (a scratch output: plans share its bytes
    * in between). */
-  if (is_direct(&g) || is_window_rows(&g)) out[1] = LM_SHAPE(1);
+  if (is_direct(&g)) out[1] = LM_SHAPE(1);
+  else if (is_window_rows(&g)) out[1] = LM_SHAPE(g.n >= 0 ? g.n * g.w : LM_NONE, g.f);
   else {
     int64_t kkc = g.kh * g.kw * g.c, chunk = LM_NONE;
     if (g.ow > 0) {
@@ -306,12 +311,14 @@ static void conv_fwd(lm_plan *p, const lm_opnode *node) {
     return;
   }
   if (is_window_rows(&g)) {
+    float *pos = lm__f(p, node->out[1]);
+    const int64_t positions = g.n * g.w - g.kw + 1;
+    for (int64_t j = 0; j < g.kw; j++)
+      lm__sgemm(false, false, positions, f, g.c, 1.0f, x + j * g.c, g.c, k + j * g.c * f, f, j ? 1.0f : 0.0f, pos, f);
+#pragma omp parallel for num_threads(lm__num_threads()) schedule(static) if (g.n * g.ow * f > LM_PARALLEL_MIN)
     for (int64_t n = 0; n < g.n; n++) {
-      float *yn = y + n * g.ow * f;
-      for (int64_t j = 0; j < g.kw; j++)
-        lm__sgemm(false, false, g.ow, f, g.c, 1.0f, x + (n * g.w + j) * g.c, g.sw * g.c, k + j * g.c * f, f,
-                  j ? 1.0f : 0.0f, yn, f);
-      lm__bias_act_forward(act, b, yn, g.ow, f); /* while the sample's rows are in cache */
+      memcpy(y + n * g.ow * f, pos + n * g.w * f, (size_t)(g.ow * f) * sizeof *y);
+      lm__bias_act_forward(act, b, y + n * g.ow * f, g.ow, f);
     }
     return;
   }
@@ -342,13 +349,16 @@ static void conv_bwd(lm_plan *p, const lm_opnode *node) {
     return;
   }
   if (is_window_rows(&g)) {
-    const int64_t c = g.c, ldx = g.sw * c;
+    float *pos = lm__f(p, node->out[1]);
+    const int64_t c = g.c, positions = g.n * g.w - g.kw + 1;
+#pragma omp parallel for num_threads(lm__num_threads()) schedule(static) if (g.n * g.w * f > LM_PARALLEL_MIN)
     for (int64_t n = 0; n < g.n; n++) {
-      const float *dyn = dy + n * g.ow * f;
-      for (int64_t j = 0; j < g.kw; j++) {
-        if (dk) lm__sgemm(true, false, c, f, g.ow, 1.0f, x + (n * g.w + j) * c, ldx, dyn, f, 1.0f, dk + j * c * f, f);
-        if (dx) lm__sgemm(false, true, g.ow, c, f, 1.0f, dyn, f, k + j * c * f, f, 1.0f, dx + (n * g.w + j) * c, ldx);
-      }
+      memcpy(pos + n * g.w * f, dy + n * g.ow * f, (size_t)(g.ow * f) * sizeof *pos);
+      memset(pos + (n * g.w + g.ow) * f, 0, (size_t)((g.w - g.ow) * f) * sizeof *pos);
+    }
+    for (int64_t j = 0; j < g.kw; j++) {
+      if (dk) lm__sgemm(true, false, c, f, positions, 1.0f, x + j * c, c, pos, f, 1.0f, dk + j * c * f, f);
+      if (dx) lm__sgemm(false, true, positions, c, f, 1.0f, pos, f, k + j * c * f, f, 1.0f, dx + j * c, c);
     }
     return;
   }
