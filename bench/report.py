@@ -2,19 +2,27 @@
 
     python3 bench/report.py bench/out
 
-Ratios are lamina's time over the other framework's (below 1.0: lamina is faster). FLOPs
+Times are medians over steps, then the median over rounds (bench/run.sh --rounds); the line
+below the table gives each framework's spread over rounds. Ratios are lamina's time over
+the other framework's (below 1.0: lamina is faster). FLOPs
 are lamina's count for the model (2 per multiply-add of its matrix layers; training counts
 the forward pass and both gradients), the same work for all three frameworks.
 """
 import json
 import math
+import statistics
 import sys
 from pathlib import Path
 
 out = Path(sys.argv[1] if len(sys.argv) > 1 else "bench/out")
 rows = [json.loads(line) for line in (out / "results.jsonl").read_text().splitlines() if line.strip()]
 peaks = [json.loads(line) for line in (out / "peak.jsonl").read_text().splitlines() if line.strip()]
-by = {(r["framework"], r["model"]): r for r in rows}
+runs = {}
+for r in rows:
+    runs.setdefault((r["framework"], r["model"]), []).append(r)
+# One row per framework and model: the round with the median training time.
+by = {key: sorted(rs, key=lambda r: r["train_ms"])[(len(rs) - 1) // 2] for key, rs in runs.items()}
+by = {key: dict(r, predict_ms=statistics.median(x["predict_ms"] for x in runs[key])) for key, r in by.items()}
 models = [m for m in ["A", "B", "C", "D", "E", "F", "F1024"] if ("lamina", m) in by]
 peak = max(p["gflops"] for p in peaks)
 
@@ -67,6 +75,14 @@ for m in models:
     sums = {f: cell(f, m, "checksum") for f in ("lamina", "lamina-rerun", "lamina-1thread")}
     same.append(f"{m} {'same' if len(set(sums.values())) == 1 else 'DIFFERENT: ' + str(sums)}")
 print("Trained weights, lamina with 2 threads, again, and with 1 thread: " + "; ".join(same) + ".")
+def spread(fw, m):
+    t = [r["train_ms"] for r in runs.get((fw, m), [])]
+    return f"{min(t):.4g}-{max(t):.4g}" if len(t) > 1 else "-"
+
+
+n_rounds = max(len(runs.get(("lamina", m), [])) for m in models)
+print(f"Training step over {n_rounds} round(s), fastest-slowest ms (lamina / PyTorch / Keras): " +
+      "; ".join(f"{m} {spread('lamina', m)} / {spread('pytorch', m)} / {spread('keras', m)}" for m in models) + ".")
 one = ", ".join(f"{m} {fmt(cell('lamina-1thread', m, 'train_ms'), 2)}" for m in models)
 print(f"lamina's training step with 1 thread (ms): {one}.")
 vers = {f: next((r["version"] for r in rows if r["framework"] == f), "-") for f in ("pytorch", "keras")}
