@@ -341,12 +341,18 @@ static sample build_vision(int opt) {
   return s;
 }
 
-/* Sequential, with a Sequential inside. */
-static sample build_stack(int opt) {
+/* The Sequential that the stack models nest. */
+static lm_model *inner_sequential(void) {
   lm_model *inner = lm_sequential(.name = "inner");
   assert_int_equal(lm_sequential_add(inner, lm_input_layer(LM_SHAPE(12))), LM_OK);
   assert_int_equal(lm_sequential_add(inner, lm_dense(6, .activation = LM_TANH)), LM_OK);
   assert_int_equal(lm_sequential_add(inner, lm_layer_normalization()), LM_OK);
+  return inner;
+}
+
+/* Sequential, with a Sequential inside. */
+static sample build_stack(int opt) {
+  lm_model *inner = inner_sequential();
   lm_model *m = lm_sequential(.name = "stack");
   assert_int_equal(lm_sequential_add(m, lm_input_layer(LM_SHAPE(3, 4))), LM_OK);
   assert_int_equal(lm_sequential_add(m, lm_flatten()), LM_OK);
@@ -565,10 +571,7 @@ static sample chapter_bidirectional_rnn(int opt) {
 
 static sample chapter_sequential(int opt) {
   (void)opt;
-  lm_model *inner = lm_sequential(.name = "inner");
-  assert_int_equal(lm_sequential_add(inner, lm_input_layer(LM_SHAPE(12))), LM_OK);
-  assert_int_equal(lm_sequential_add(inner, lm_dense(6, .activation = LM_TANH)), LM_OK);
-  assert_int_equal(lm_sequential_add(inner, lm_layer_normalization()), LM_OK);
+  lm_model *inner = inner_sequential();
   lm_model *m = lm_sequential(.name = "stack");
   assert_int_equal(lm_sequential_add(m, lm_input_layer(LM_SHAPE(3, 4))), LM_OK);
   assert_int_equal(lm_sequential_add(m, lm_flatten()), LM_OK);
